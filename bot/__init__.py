@@ -1,0 +1,3 @@
+"""Starling: relays microblogs and feeds into team chat."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,342 @@
+"""The one place that wires Starling together: built from settings, passed down.
+
+`App` owns the store, the plugins, the relay, the scheduler and the supervisor.
+Nothing reaches it through a global; tests build as many as they like.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import signal
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot import __version__
+from bot.clock import Clock, SystemClock
+from bot.commands import Commands
+from bot.config import ConfigError, Settings
+from bot.dispatch import Dispatcher
+from bot.errors import UserError
+from bot.filters import CompiledFilters
+from bot.health import HealthBook
+from bot.model import ChannelRef, Filters, Post, Subscription, Target
+from bot.plugins import CHAT_GROUP, NETWORK_GROUP, discover, load_factory
+from bot.protocols import Chat, Invocation, Network, PluginContext, Source
+from bot.relay import Follower, Relay, ResourceState
+from bot.render import render
+from bot.scheduler import Scheduler
+from bot.store import Store, open_store
+from bot.store.base import NewOutboxRow, OutboxItem, StoredResource
+from bot.store.sqlite import DuplicateSubscription
+from bot.supervise import Supervisor
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_FILE = "heartbeat"
+
+
+class App:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        networks: dict[str, Network],
+        chats: dict[str, Chat],
+        clock: Clock,
+        health: HealthBook,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.networks = networks
+        self.chats = chats
+        self.clock = clock
+        self.health = health
+        self.supervisor = Supervisor()
+        self.dispatcher = Dispatcher(store, chats, clock, self.supervisor, self._paused)
+        sources: dict[str, Source] = {
+            name: net.source for name, net in networks.items() if net.source is not None
+        }
+        self.relay = Relay(
+            store, sources, self.dispatcher, self.supervisor, text_limit=settings.text_limit
+        )
+        self.scheduler = Scheduler(
+            self.relay,
+            clock,
+            self.supervisor,
+            jitter=settings.jitter,
+            max_backoff_s=settings.max_backoff_s,
+            max_concurrent_polls=settings.max_concurrent_polls,
+        )
+        self.commands = Commands(self)
+        self.started_at = time.monotonic()
+        self._aliases = {
+            alias.lower(): name for name, net in networks.items() for alias in (name, *net.aliases)
+        }
+        self._stop = asyncio.Event()
+
+    @classmethod
+    async def create(
+        cls,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        chats: dict[str, Chat] | None = None,
+    ) -> App:
+        """Load the configured plugins through their entry points and open the store.
+
+        `chats` replaces the configured chat plugins (tests and benchmarks pass a
+        `bot.testing.RecordingChat`, errbot-style, so a whole bot runs with no mocks).
+        """
+        clock = clock or SystemClock()
+        health = HealthBook(clock)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+        def context(name: str) -> PluginContext:
+            return PluginContext(
+                name=name,
+                config=settings.plugin_config(name),
+                health=health,
+                clock=clock,
+                allow_private_addresses=settings.allow_private_addresses,
+                data_dir=str(settings.data_dir),
+            )
+
+        networks: dict[str, Network] = {}
+        for name, ep in sorted(discover(NETWORK_GROUP).items()):
+            if context(name).config.get("enabled", True) in (False, "false", "0"):
+                continue
+            networks[name] = load_factory(ep)(context(name))
+        available = discover(CHAT_GROUP)
+        if chats is not None:
+            store = await open_store(settings.db_path)
+            return cls(settings, store, networks, chats, clock, health)
+        chats = {}
+        for name in settings.chats:
+            if name not in available:
+                known = ", ".join(sorted(available)) or "none installed"
+                raise ConfigError(f"chat plugin {name!r} is not installed (available: {known})")
+            chats[name] = load_factory(available[name])(context(name))
+        store = await open_store(settings.db_path)
+        return cls(settings, store, networks, chats, clock, health)
+
+    # --- lookups used by commands ---------------------------------------------------
+
+    def network(self, name: str) -> Network:
+        real = self._aliases.get(name.lower())
+        if real is None:
+            raise UserError(
+                f"unknown network {name!r}; available: {', '.join(self.network_names())}"
+            )
+        return self.networks[real]
+
+    def network_names(self) -> list[str]:
+        return [
+            name + (f" ({', '.join(net.aliases)})" if net.aliases else "")
+            for name, net in sorted(self.networks.items())
+        ]
+
+    # --- subscriptions --------------------------------------------------------------
+
+    async def subscribe(
+        self, inv: Invocation, target: Target, filters: Filters, interval_s: float, last: int
+    ) -> tuple[Subscription, int]:
+        """Store a subscription; a new resource starts from "now" (plus `last` posts)."""
+        compiled = CompiledFilters.of(filters)
+        existing = await self.store.find_resource(target)
+        posts: list[Post] = []
+        cursor = None
+        if existing is None or last:
+            source = self.networks[target.network].source
+            assert source is not None
+            result = await source.fetch(target, None)
+            posts, cursor = result.posts, result.cursor
+
+        def backlog(sub: Subscription, channel_id: int) -> list[NewOutboxRow]:
+            wanted = [p for p in posts if compiled.accepts(p)]
+            wanted.sort(key=lambda p: p.created_at or datetime.min.replace(tzinfo=UTC))
+            return (
+                [
+                    NewOutboxRow(
+                        channel_id, sub.id, p.uid, render(p, text_limit=self.settings.text_limit)
+                    )
+                    for p in wanted[-last:]
+                ]
+                if last
+                else []
+            )
+
+        try:
+            sub, items = await self.store.create_subscription(
+                inv.channel,
+                target,
+                filters,
+                interval_s,
+                inv.user,
+                baseline_keys=[p.uid for p in posts],
+                backlog=backlog,
+                cursor=cursor,
+            )
+        except DuplicateSubscription as dup:
+            raise UserError(
+                f"this channel already follows that as #{dup.existing_id}; "
+                f"/unfollow {dup.existing_id} first to change its options"
+            ) from None
+        self.dispatcher.submit(items)
+        await self._refresh_resource(target)
+        return sub, len(items)
+
+    async def unsubscribe(self, channel: ChannelRef, sub_id: int) -> Subscription | None:
+        sub = await self.store.remove_subscription(channel, sub_id)
+        if sub is not None:
+            await self._refresh_resource(sub.target)
+        return sub
+
+    async def _refresh_resource(self, target: Target) -> None:
+        """Bring the scheduler's view of one resource in line with the store."""
+        stored = await self.store.find_resource(target)
+        if stored is None:
+            for state in list(self.scheduler.states.values()):
+                if state.stored.target == target:
+                    self.scheduler.remove(state.id)
+            return
+        followers = [
+            Follower(sub, channel_id, CompiledFilters.of(sub.filters))
+            for sub, channel_id in await self.store.subscriptions_for(stored.id)
+        ]
+        existing = self.scheduler.states.get(stored.id)
+        if not followers:
+            self.scheduler.remove(stored.id)
+            return
+        interval = min(f.subscription.interval_s for f in followers)
+        if existing is None:
+            self.scheduler.add(
+                ResourceState(stored, followers, interval, stored.cursor), first_in=interval
+            )
+        else:
+            existing.followers = followers
+            if interval != existing.interval_s:
+                existing.interval_s = interval
+                self.scheduler.add(existing, first_in=interval)
+
+    async def load_resources(self) -> int:
+        grouped: dict[int, tuple[StoredResource, list[Follower]]] = {}
+        for stored, sub, channel_id in await self.store.load_followers():
+            entry = grouped.setdefault(stored.id, (stored, []))
+            entry[1].append(Follower(sub, channel_id, CompiledFilters.of(sub.filters)))
+        for stored, followers in grouped.values():
+            interval = min(f.subscription.interval_s for f in followers)
+            self.scheduler.add(ResourceState(stored, followers, interval, stored.cursor))
+        return len(grouped)
+
+    async def _paused(self, item: OutboxItem, reason: str) -> None:
+        await self.store.pause_subscription(item.subscription_id, reason)
+        for state in self.scheduler.states.values():
+            if any(f.subscription.id == item.subscription_id for f in state.followers):
+                await self._refresh_resource(state.stored.target)
+                break
+        log.warning("subscription #%d paused: %s", item.subscription_id, reason)
+
+    # --- status ---------------------------------------------------------------------
+
+    async def status_text(self) -> str:
+        uptime = int(time.monotonic() - self.started_at)
+        subs = sum(len(s.followers) for s in self.scheduler.states.values())
+        depth = await self.store.outbox_depth()
+        lines = [
+            f"Starling {__version__} — up {uptime // 60} min; {subs} subscriptions over "
+            f"{len(self.scheduler.states)} sources; outbox: {depth} waiting; "
+            f"delivered this run: {self.dispatcher.delivered}."
+        ]
+        by_network = self.health.by_network()
+        for name in sorted(self.networks):
+            hosts = by_network.get(name, [])
+            failing = [h for h in hosts if h.consecutive_failures]
+            if not hosts:
+                lines.append(f"{name}: no requests yet")
+                continue
+            last_ok = max((h.last_ok_at or 0 for h in hosts), default=0)
+            state = "ok" if not failing else f"{len(failing)} of {len(hosts)} hosts failing"
+            ok_text = f", last success {_hhmm(last_ok)}" if last_ok else ""
+            lines.append(f"{name}: {state} — {len(hosts)} hosts{ok_text}")
+            for h in failing[:10]:
+                since = _hhmm(h.last_failure_at or 0)
+                lines.append(
+                    f"  {h.host}: {h.consecutive_failures} failures in a row "
+                    f"(last {since}: {h.last_outcome.value}"
+                    + (f" {h.last_status}" if h.last_status else "")
+                    + (f" — {h.last_detail}" if h.last_detail else "")
+                    + ")"
+                )
+        return "\n".join(lines)
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Run until a signal, or until every chat has finished (console end of input)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        await self.health.load(self.store)
+        count = await self.load_resources()
+        requeued = await self.dispatcher.recover()
+        log.info("Starling %s: %d sources, %d deliveries resumed", __version__, count, requeued)
+        scheduler = self.supervisor.supervise("scheduler", self.scheduler.run)
+        self.supervisor.supervise("health-flush", self._flush_health_forever)
+        self.supervisor.supervise("heartbeat", self._heartbeat_forever)
+        chat_tasks = [
+            self.supervisor.supervise(
+                f"chat-{name}", functools.partial(chat.run, self.commands.handle)
+            )
+            for name, chat in self.chats.items()
+        ]
+        stop_wait = asyncio.ensure_future(self._stop.wait())
+        all_chats = asyncio.ensure_future(asyncio.wait(chat_tasks)) if chat_tasks else None
+        waiting = [stop_wait] + ([all_chats] if all_chats else [])
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        for fut in waiting:
+            fut.cancel()
+        log.info("stopping: flushing pending deliveries")
+        scheduler.cancel()
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        grace = self.settings.shutdown_grace_s
+        try:
+            async with asyncio.timeout(grace):
+                await self.scheduler.quiesce()
+                await self.dispatcher.drain()
+        except TimeoutError:
+            log.warning("shutdown grace of %.0f s ran out; the outbox keeps the rest", grace)
+        await self.health.flush(self.store)
+        await self.supervisor.stop()
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        for chat in self.chats.values():
+            await chat.aclose()
+        for net in self.networks.values():
+            await net.aclose()
+        await self.store.close()
+
+    async def _flush_health_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.health_flush_s)
+            await self.health.flush(self.store)
+
+    async def _heartbeat_forever(self) -> None:
+        path = Path(self.settings.data_dir) / HEARTBEAT_FILE
+        while True:
+            path.touch()
+            await asyncio.sleep(self.settings.heartbeat_s)
+
+
+def _hhmm(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M UTC")

@@ -1,0 +1,213 @@
+"""Chat-agnostic slash commands: every chat plugin hands invocations to `Commands.handle`.
+
+Every wrong input gets one line saying which command, what was wrong and what to
+do; nothing stored changes unless the command succeeds.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from bot.errors import UpstreamError, UserError
+from bot.filters import check_regex
+from bot.model import Filters, Subscription, TargetKind
+from bot.protocols import Invocation, Reply
+
+if TYPE_CHECKING:
+    from bot.app import App
+
+log = logging.getLogger(__name__)
+
+HELP = """Starling commands:
+/follow <network> <account or URL> [options] — relay an account or feed into this channel
+/search <network> <query> [options] — relay posts matching a search
+/unfollow <id> — stop a subscription (ids are in /list)
+/list — subscriptions in this channel
+/status — how each network is doing
+/help — this text
+Options: --include WORD, --exclude WORD (repeatable), --regex PATTERN, --no-replies, \
+--no-reposts, --last N (also post the newest N now), --every 10m (how often to check)"""
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(slots=True)
+class FollowArgs:
+    network: str
+    query: str
+    filters: Filters
+    last: int = 0
+    interval_s: float | None = None
+    words: list[str] = field(default_factory=list)
+
+
+def _duration(text: str) -> float:
+    match = _DURATION.match(text.strip().lower())
+    if not match:
+        raise UserError(f"{text!r} is not a duration; write it like 90s, 10m or 2h")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_follow(args: str, *, max_backlog: int) -> FollowArgs:
+    """Parse `<network> <query…> [--options]`; raises `UserError` naming the problem."""
+    try:
+        tokens = shlex.split(args)
+    except ValueError as err:
+        raise UserError(f"could not read the arguments ({err}); check the quotes") from None
+    include: list[str] = []
+    exclude: list[str] = []
+    regex = ""
+    skip_replies = skip_reposts = False
+    last = 0
+    interval: float | None = None
+    words: list[str] = []
+    it = iter(tokens)
+    for token in it:
+        if not token.startswith("--"):
+            words.append(token)
+            continue
+        name = token[2:].lower()
+        if name in ("no-replies", "no-reposts"):
+            skip_replies |= name == "no-replies"
+            skip_reposts |= name == "no-reposts"
+            continue
+        if name not in ("include", "exclude", "regex", "last", "every"):
+            raise UserError(f"unknown option {token}; see /help for the options")
+        value = next(it, None)
+        if value is None:
+            raise UserError(f"{token} needs a value, e.g. {token} python")
+        if name == "include":
+            include += [w for w in value.split(",") if w.strip()]
+        elif name == "exclude":
+            exclude += [w for w in value.split(",") if w.strip()]
+        elif name == "regex":
+            check_regex(value)
+            regex = value
+        elif name == "last":
+            if not value.isdigit() or int(value) > max_backlog:
+                raise UserError(f"--last takes a number from 0 to {max_backlog}")
+            last = int(value)
+        else:
+            interval = _duration(value)
+    if len(words) < 2:
+        raise UserError(
+            "name a network and what to follow, e.g. /follow feeds https://example.com/feed.xml"
+        )
+    filters = Filters(
+        tuple(w.strip() for w in include),
+        tuple(w.strip() for w in exclude),
+        regex,
+        skip_replies,
+        skip_reposts,
+    )
+    return FollowArgs(words[0].lower(), " ".join(words[1:]), filters, last, interval, words)
+
+
+def _every(seconds: float) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
+def describe(sub: Subscription) -> str:
+    what = sub.target.display or sub.target.key
+    kind = "search" if sub.target.kind is TargetKind.SEARCH else "follow"
+    line = f"#{sub.id} {sub.target.network} {kind} {what} — every {_every(sub.interval_s)}"
+    if sub.filters.describe():
+        line += f" — filters: {sub.filters.describe()}"
+    if sub.paused_reason:
+        line += f" — PAUSED: {sub.paused_reason}"
+    return line
+
+
+class Commands:
+    def __init__(self, app: App) -> None:
+        self._app = app
+
+    async def handle(self, inv: Invocation) -> Reply:
+        name = inv.command.lstrip("/").lower()
+        handler = {
+            "follow": self.follow,
+            "search": self.search,
+            "unfollow": self.unfollow,
+            "list": self.list,
+            "status": self.status,
+            "help": self.help,
+        }.get(name)
+        if handler is None:
+            return Reply(f"/{name}: unknown command; type /help to see what Starling understands")
+        try:
+            return await handler(inv)
+        except UserError as err:
+            return Reply(f"/{name}: {err}")
+        except Exception:
+            log.exception("command /%s failed", name)
+            return Reply(
+                f"/{name}: something went wrong on Starling's side; it is logged, try again"
+            )
+
+    async def follow(self, inv: Invocation) -> Reply:
+        return await self._subscribe(inv, TargetKind.ACCOUNT)
+
+    async def search(self, inv: Invocation) -> Reply:
+        return await self._subscribe(inv, TargetKind.SEARCH)
+
+    async def _subscribe(self, inv: Invocation, kind: TargetKind) -> Reply:
+        app = self._app
+        parsed = parse_follow(inv.args, max_backlog=app.settings.max_backlog)
+        network = app.network(parsed.network)
+        if network.source is None:
+            raise UserError(f"{network.name} cannot be followed (it only publishes)")
+        interval = parsed.interval_s or app.settings.default_interval_s
+        if interval < app.settings.min_interval_s:
+            raise UserError(
+                f"--every must be at least {_every(app.settings.min_interval_s)} on this server"
+            )
+        target = await network.source.resolve(kind, parsed.query)
+        try:
+            sub, queued = await app.subscribe(inv, target, parsed.filters, interval, parsed.last)
+        except UpstreamError as err:
+            raise UserError(
+                f"could not read {parsed.query}: {err}. Check the address and try again"
+            ) from None
+        what = "Searching" if kind is TargetKind.SEARCH else "Following"
+        text = (
+            f"{what} {target.display or target.key} on {network.name} as #{sub.id}; "
+            f"new posts will appear here (checked every {_every(interval)})."
+        )
+        if queued:
+            text += f" Posting the newest {queued} now."
+        return Reply(text, ephemeral=False)
+
+    async def unfollow(self, inv: Invocation) -> Reply:
+        arg = inv.args.strip().lstrip("#")
+        if not arg.isdigit():
+            raise UserError("give the subscription id from /list, e.g. /unfollow 3")
+        sub = await self._app.unsubscribe(inv.channel, int(arg))
+        if sub is None:
+            raise UserError(f"there is no subscription #{arg} in this channel; /list shows the ids")
+        return Reply(
+            f"Stopped #{sub.id} ({sub.target.display or sub.target.key}).", ephemeral=False
+        )
+
+    async def list(self, inv: Invocation) -> Reply:
+        subs = await self._app.store.list_subscriptions(inv.channel)
+        if not subs:
+            return Reply(
+                "No subscriptions in this channel yet. Try /follow feeds https://example.com/feed.xml"
+            )
+        return Reply("\n".join(describe(sub) for sub in subs))
+
+    async def status(self, inv: Invocation) -> Reply:
+        return Reply(await self._app.status_text())
+
+    async def help(self, inv: Invocation) -> Reply:
+        networks = ", ".join(self._app.network_names())
+        return Reply(f"{HELP}\nNetworks: {networks}")

@@ -1,0 +1,175 @@
+"""Outbox → chat send → record delivery, one lane per channel.
+
+Each channel has its own lane, paced at its platform's minimum interval, so a
+slow or failing channel never holds up the others. Rows are marked `sending`
+before the chat request; after a crash, such rows are looked up on the chat
+(by idempotency key) instead of being sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+
+from bot.clock import Clock
+from bot.crashpoints import crashpoint
+from bot.errors import ChatError
+from bot.protocols import Chat
+from bot.store.base import OutboxItem, Store
+from bot.supervise import Supervisor
+
+log = logging.getLogger(__name__)
+
+BATCH = 100
+RETRY_BASE_S = 2.0
+RETRY_MAX_S = 300.0
+
+PauseHook = Callable[[OutboxItem, str], Awaitable[None]]
+
+
+class _Lane:
+    __slots__ = ("items", "last_send", "task")
+
+    def __init__(self) -> None:
+        self.items: deque[OutboxItem] = deque()
+        self.task: asyncio.Task[None] | None = None
+        self.last_send = float("-inf")
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        chats: Mapping[str, Chat],
+        clock: Clock,
+        supervisor: Supervisor,
+        on_permanent_failure: PauseHook,
+    ) -> None:
+        self._store = store
+        self._chats = chats
+        self._clock = clock
+        self._supervisor = supervisor
+        self._on_permanent_failure = on_permanent_failure
+        self._lanes: dict[int, _Lane] = {}
+        self._waiters: dict[int, asyncio.Future[bool]] = {}
+        self.delivered = 0
+
+    def submit(self, items: list[OutboxItem]) -> list[asyncio.Future[bool]]:
+        """Queue rows already durable in the outbox; futures resolve when recorded."""
+        loop = asyncio.get_running_loop()
+        futures = []
+        for item in items:
+            future: asyncio.Future[bool] = loop.create_future()
+            self._waiters[item.id] = future
+            futures.append(future)
+            lane = self._lanes.get(item.channel_id)
+            if lane is None:
+                lane = self._lanes[item.channel_id] = _Lane()
+            lane.items.append(item)
+            if lane.task is None or lane.task.done():
+                lane.task = self._supervisor.spawn(
+                    self._run_lane(item.channel_id, lane), name=f"lane-{item.channel_id}"
+                )
+        return futures
+
+    async def recover(self) -> int:
+        """Resume the outbox after a (re)start; returns how many rows were requeued."""
+        pending = await self._store.pending_outbox()
+        resend: list[OutboxItem] = []
+        found: list[tuple[OutboxItem, str]] = []
+        for item in pending:
+            chat = self._chats.get(item.channel.platform)
+            if chat is None:
+                continue  # platform not configured in this run; keep the row for later
+            ref = await chat.find_sent(item.channel, item.key) if item.state == "sending" else None
+            if ref is not None:
+                found.append((item, ref))
+            else:
+                resend.append(item)
+        if found:
+            await self._store.record_deliveries(found)
+            log.info("recovered %d deliveries sent before a crash", len(found))
+        self.submit(resend)
+        return len(resend)
+
+    def queued(self) -> int:
+        return sum(len(lane.items) for lane in self._lanes.values())
+
+    async def drain(self) -> None:
+        """Wait until every queued row is delivered or deferred."""
+        while True:
+            tasks = [
+                lane.task for lane in self._lanes.values() if lane.task and not lane.task.done()
+            ]
+            if not tasks:
+                return
+            await asyncio.wait(tasks)
+
+    async def _run_lane(self, channel_id: int, lane: _Lane) -> None:
+        while lane.items:
+            chat = self._chats[lane.items[0].channel.platform]
+            wait = lane.items[0].not_before - self._clock.now().timestamp()
+            if wait > 0:
+                await self._clock.sleep(wait)
+            gap = lane.last_send + chat.min_interval_s - self._clock.monotonic()
+            if gap > 0:
+                await self._clock.sleep(gap)
+            size = 1 if chat.min_interval_s > 0 else BATCH
+            batch = [lane.items.popleft() for _ in range(min(size, len(lane.items)))]
+            await self._store.mark_sending([item.id for item in batch])
+            delivered: list[tuple[OutboxItem, str]] = []
+            for index, item in enumerate(batch):
+                try:
+                    ref = await chat.send(item.channel, item.message, item.key)
+                except ChatError as err:
+                    await self._failed(lane, item, err, batch[index + 1 :])
+                    break
+                except Exception as err:  # a plugin bug must not kill the lane
+                    log.exception("chat %s failed to send", chat.name)
+                    await self._failed(lane, item, ChatError(str(err)), batch[index + 1 :])
+                    break
+                lane.last_send = self._clock.monotonic()
+                crashpoint("after_send")
+                delivered.append((item, ref))
+            if delivered:
+                await self._store.record_deliveries(delivered)
+                crashpoint("after_record")
+                self.delivered += len(delivered)
+                for item, _ in delivered:
+                    waiter = self._waiters.pop(item.id, None)
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(True)
+        self._lanes.pop(channel_id, None)
+
+    async def _failed(
+        self, lane: _Lane, item: OutboxItem, err: ChatError, unsent: list[OutboxItem]
+    ) -> None:
+        # Rows after the failed one go back first, in order, so the channel keeps its order.
+        for later in reversed(unsent):
+            lane.items.appendleft(later)
+        if err.permanent:
+            log.warning("channel %s refused delivery: %s", item.channel.native_id, err)
+            await self._store.defer(item.id, float("inf"), str(err))
+            await self._on_permanent_failure(item, str(err))
+            waiter = self._waiters.pop(item.id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(False)
+            return
+        delay = err.retry_after_s or min(RETRY_BASE_S * 2**item.attempts, RETRY_MAX_S)
+        not_before = self._clock.now().timestamp() + delay
+        await self._store.defer(item.id, not_before, str(err))
+        log.info("delivery to %s deferred %.0f s: %s", item.channel.native_id, delay, err)
+        retry = OutboxItem(
+            item.id,
+            item.channel_id,
+            item.channel,
+            item.subscription_id,
+            item.post_uid,
+            item.message,
+            "pending",
+            item.attempts + 1,
+            not_before,
+        )
+        lane.items.appendleft(retry)

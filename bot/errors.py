@@ -1,0 +1,68 @@
+"""Errors that cross the plugin boundary.
+
+`UserError` carries a one-line answer for chat. `UpstreamError` carries a classified
+outcome for the health record, so the outage work can tell a timeout from a 503.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Outcome(enum.StrEnum):
+    """How one upstream request ended; the health record counts these per host."""
+
+    OK = "ok"
+    NOT_MODIFIED = "not_modified"
+    TIMEOUT = "timeout"
+    REFUSED = "refused"
+    DNS = "dns"
+    TLS = "tls"
+    HTTP_4XX = "http_4xx"
+    HTTP_5XX = "http_5xx"
+    RATE_LIMITED = "rate_limited"
+    AUTH = "auth"
+    PARSE = "parse"
+    TOO_LARGE = "too_large"
+    BLOCKED = "blocked"
+    STREAM_DROPPED = "stream_dropped"
+
+    @property
+    def is_failure(self) -> bool:
+        return self not in (Outcome.OK, Outcome.NOT_MODIFIED)
+
+
+class UserError(Exception):
+    """Bad input from a chat member; `str(err)` is the one-line answer shown to them."""
+
+
+class UpstreamError(Exception):
+    """An upstream request failed; `outcome` classifies it for the health record."""
+
+    def __init__(
+        self,
+        outcome: Outcome,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+class ChatError(Exception):
+    """A chat platform refused a message.
+
+    `permanent` means retrying cannot help (channel deleted, bot removed): the
+    subscription is paused instead of retried forever.
+    """
+
+    def __init__(
+        self, message: str, *, permanent: bool = False, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after_s = retry_after_s

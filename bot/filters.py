@@ -1,0 +1,54 @@
+"""Subscription filters: which posts a channel wants."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bot.errors import UserError
+from bot.model import Filters, Post
+
+_REGEX_LIMIT = 200
+
+
+def check_regex(pattern: str) -> re.Pattern[str]:
+    """Compile a member's regex, or say in one line why it is not usable."""
+    if len(pattern) > _REGEX_LIMIT:
+        raise UserError(f"the regex is longer than {_REGEX_LIMIT} characters; shorten it")
+    try:
+        return re.compile(pattern, re.IGNORECASE)
+    except re.error as err:
+        raise UserError(f"bad regex {pattern!r}: {err}; check the pattern") from None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledFilters:
+    filters: Filters
+    regex: re.Pattern[str] | None
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+
+    @classmethod
+    def of(cls, filters: Filters) -> CompiledFilters:
+        return cls(
+            filters,
+            check_regex(filters.regex) if filters.regex else None,
+            tuple(w.casefold() for w in filters.include),
+            tuple(w.casefold() for w in filters.exclude),
+        )
+
+    def accepts(self, post: Post) -> bool:
+        f = self.filters
+        if f.skip_replies and post.is_reply:
+            return False
+        if f.skip_reposts and post.is_repost:
+            return False
+        if not (self.include or self.exclude or self.regex):
+            return True
+        haystack = f"{post.title}\n{post.text}"
+        folded = haystack.casefold()
+        if self.include and not any(word in folded for word in self.include):
+            return False
+        if any(word in folded for word in self.exclude):
+            return False
+        return not (self.regex is not None and self.regex.search(haystack) is None)

@@ -1,0 +1,294 @@
+"""Untrusted HTML to readable plain text.
+
+Upstream HTML (feed content, post bodies) is hostile by default, so it is sanitised
+with `nh3` first and only then walked with the stdlib parser, which only has to
+understand a small, well-formed subset. Chat platforms get plain text; the links
+are returned separately so the renderer can show or unfurl them.
+"""
+
+from __future__ import annotations
+
+import html as _stdlib_html
+import re
+from html.parser import HTMLParser
+from typing import Final
+from urllib.parse import urljoin, urlsplit
+
+import nh3
+
+__all__ = ["absolute_http_url", "html_to_text", "plain_text"]
+
+# Bound the work one document can cost; feeds routinely embed whole articles,
+# but nothing we show in chat needs more than this.
+_MAX_INPUT_CHARS: Final = 1_000_000
+
+# Tags kept through sanitising: only those that change the text layout or carry a link.
+_ALLOWED_TAGS: Final = frozenset(
+    {
+        "a", "abbr", "b", "blockquote", "br", "caption", "code", "dd", "del", "div",
+        "dl", "dt", "em", "figcaption", "figure", "h1", "h2", "h3", "h4", "h5", "h6",
+        "hr", "i", "img", "ins", "li", "ol", "p", "pre", "q", "s", "small", "span",
+        "strong", "sub", "sup", "table", "tbody", "td", "tfoot", "th", "thead", "tr",
+        "u", "ul",
+    }
+)  # fmt: skip
+# Tags whose content is never readable text: dropped whole, not just unwrapped.
+_DROP_CONTENT_TAGS: Final = frozenset(
+    {
+        "applet", "audio", "button", "embed", "form", "frame", "frameset", "head",
+        "iframe", "math", "noembed", "noframes", "noscript", "object", "script",
+        "select", "style", "svg", "template", "textarea", "title", "video", "xmp",
+    }
+)  # fmt: skip
+_ALLOWED_ATTRIBUTES: Final = {"a": {"href"}, "img": {"alt"}}
+_URL_SCHEMES: Final = frozenset({"http", "https", "mailto"})
+
+# Elements that end a paragraph, and those that only end a line.
+_PARAGRAPH_TAGS: Final = frozenset(
+    {
+        "blockquote", "dl", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "ol", "p",
+        "pre", "table", "ul",
+    }
+)  # fmt: skip
+_LINE_TAGS: Final = frozenset({"caption", "dd", "div", "dt", "figcaption", "hr", "li", "tr"})
+_CELL_TAGS: Final = frozenset({"td", "th"})
+
+_TAG_LIKE: Final = re.compile(r"<[A-Za-z!/?]")
+_SPACES: Final = re.compile(r"[ \t\f\v\r\n\u00a0]+")
+_HSPACES: Final = re.compile(r"[ \t\f\v\u00a0]+")
+_MANY_NEWLINES: Final = re.compile(r"\n{3,}")
+_ANY_TAG: Final = re.compile(r"<[^>]*>?")
+_SCRIPTISH: Final = re.compile(
+    r"<(script|style|iframe|noscript|template|svg|math|title|head)\b.*?</\1\s*>",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def absolute_http_url(href: str, base_url: str = "") -> str:
+    """`href` resolved against `base_url`, or "" unless the result is an http(s) URL.
+
+    Shared with the feed parser so links, permalinks and media obey one rule.
+    """
+    try:
+        href = href.strip()
+        if not href:
+            return ""
+        url = urljoin(base_url, href) if base_url else href
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            return ""
+        if any(c in url for c in "\x00\r\n\t "):
+            return ""
+        return url
+    except (ValueError, TypeError):
+        return ""
+
+
+class _TextWriter(HTMLParser):
+    """Turns (sanitised) HTML into lines of text, collecting link targets as it goes."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.base_url = base_url
+        self.out: list[str] = []
+        self.links: list[str] = []
+        self._drop_depth = 0
+        self._pre_depth = 0
+        # Stack of (index in self.out where the anchor's text starts, its absolute url).
+        self._anchors: list[tuple[int, str]] = []
+        self._at_line_start = True
+        self._pending_space = False
+
+    # -- output primitives -------------------------------------------------
+
+    def _emit_text(self, text: str) -> None:
+        if self._pre_depth:
+            if text:
+                self._flush_space()
+                self.out.append(text)
+                self._at_line_start = text.endswith("\n")
+            return
+        if not text:
+            return
+        leading = text[0] in " \t\f\v\r\n\u00a0"
+        trailing = text[-1] in " \t\f\v\r\n\u00a0"
+        words = _SPACES.sub(" ", text).strip()
+        if leading and not self._at_line_start:
+            self._pending_space = True
+        if words:
+            self._flush_space()
+            self.out.append(words)
+            self._at_line_start = False
+            self._pending_space = trailing
+
+    def _flush_space(self) -> None:
+        if self._pending_space and not self._at_line_start:
+            self.out.append(" ")
+        self._pending_space = False
+
+    def _break(self, newlines: int) -> None:
+        self._pending_space = False
+        if not self.out:
+            return
+        # Count newlines already at the end so breaks never stack past `newlines`.
+        tail = 0
+        for chunk in reversed(self.out):
+            stripped = chunk.rstrip("\n")
+            tail += len(chunk) - len(stripped)
+            if stripped:
+                break
+        if tail < newlines:
+            self.out.append("\n" * (newlines - tail))
+        self._at_line_start = True
+
+    # -- parser callbacks --------------------------------------------------
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _DROP_CONTENT_TAGS:
+            self._drop_depth += 1
+            return
+        if self._drop_depth:
+            return
+        if tag == "br":
+            # Repeated <br> is how many authors write a paragraph break; _tidy caps it.
+            self._pending_space = False
+            self.out.append("\n")
+            self._at_line_start = True
+        elif tag in _PARAGRAPH_TAGS:
+            self._break(2)
+        elif tag in _LINE_TAGS:
+            self._break(1)
+        elif tag in _CELL_TAGS and not self._at_line_start:
+            self._pending_space = False
+            self.out.append(" | ")
+        if tag == "li":
+            self.out.append("• ")
+            self._at_line_start = False
+        elif tag == "pre":
+            self._pre_depth += 1
+        elif tag == "img":
+            alt = next((v for k, v in attrs if k == "alt" and v), "")
+            if alt:
+                self._emit_text(f" [{alt.strip()}] ")
+        elif tag == "a":
+            href = next((v for k, v in attrs if k == "href" and v), "")
+            url = absolute_http_url(href, self.base_url)
+            if url and url not in self.links:
+                self.links.append(url)
+            self._anchors.append((len(self.out), url))
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag not in ("br", "img", "hr"):
+            self.handle_endtag(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _DROP_CONTENT_TAGS:
+            self._drop_depth = max(0, self._drop_depth - 1)
+            return
+        if self._drop_depth:
+            return
+        if tag == "a" and self._anchors:
+            start, url = self._anchors.pop()
+            if url:
+                shown = "".join(self.out[start:]).strip()
+                if not shown:
+                    self._emit_text(url)
+                elif not _same_link(shown, url):
+                    self._emit_text(f" ({url})")
+        elif tag == "pre":
+            self._pre_depth = max(0, self._pre_depth - 1)
+        if tag in _PARAGRAPH_TAGS:
+            self._break(2)
+        elif tag in _LINE_TAGS:
+            self._break(1)
+
+    def handle_data(self, data: str) -> None:
+        if not self._drop_depth:
+            self._emit_text(data)
+
+    def text(self) -> str:
+        return _tidy("".join(self.out))
+
+
+def _same_link(shown: str, url: str) -> bool:
+    """Whether the anchor text already shows the url, so repeating it adds nothing."""
+
+    def bare(s: str) -> str:
+        s = s.strip().lower()
+        for prefix in ("https://", "http://"):
+            if s.startswith(prefix):
+                s = s[len(prefix) :]
+        s = s.removeprefix("www.")
+        return s.rstrip("/").rstrip("…").rstrip(".")
+
+    a, b = bare(shown), bare(url)
+    # Sites often shorten long urls in the visible text ("example.com/very/lo…").
+    return a == b or (len(a) >= 10 and b.startswith(a))
+
+
+def _tidy(text: str) -> str:
+    """Trims every line and keeps at most one blank line between paragraphs."""
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    return _MANY_NEWLINES.sub("\n\n", "\n".join(lines)).strip("\n").strip()
+
+
+def _clean_str(value: object) -> str:
+    """A str that every later step (nh3 is Rust: no lone surrogates) can take."""
+    s = value if isinstance(value, str) else "" if value is None else str(value)
+    if len(s) > _MAX_INPUT_CHARS:
+        s = s[:_MAX_INPUT_CHARS]
+    s = s.replace("\x00", "")
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        s = s.encode("utf-8", "replace").decode("utf-8", "replace")
+    return s
+
+
+def _convert(html: str, base_url: str) -> tuple[str, list[str]]:
+    try:
+        clean = nh3.clean(
+            html,
+            tags=set(_ALLOWED_TAGS),
+            clean_content_tags=set(_DROP_CONTENT_TAGS),
+            attributes={k: set(v) for k, v in _ALLOWED_ATTRIBUTES.items()},
+            url_schemes=set(_URL_SCHEMES),
+            link_rel=None,
+            strip_comments=True,
+        )
+    except Exception:
+        # The writer drops script-like content itself, so the raw markup is still safe
+        # to read: it only produces text, never markup.
+        clean = html
+    writer = _TextWriter(base_url)
+    writer.feed(clean)
+    writer.close()
+    return writer.text(), writer.links
+
+
+def html_to_text(html: str, base_url: str = "") -> tuple[str, list[str]]:
+    """Readable plain text and the absolute http(s) links of an untrusted HTML fragment.
+
+    Never raises: on anything unexpected it degrades to stripping tags.
+    """
+    try:
+        html = _clean_str(html)
+        base_url = _clean_str(base_url).strip()
+        if not _TAG_LIKE.search(html):
+            # Plain text: only entities to decode, the layout is the author's.
+            return _tidy(_HSPACES.sub(" ", _stdlib_html.unescape(html))), []
+        return _convert(html, base_url)
+    except Exception:
+        try:
+            text = _SCRIPTISH.sub(" ", str(html))
+            text = _stdlib_html.unescape(_ANY_TAG.sub(" ", text))
+            return _tidy(_HSPACES.sub(" ", text)), []
+        except Exception:
+            return "", []
+
+
+def plain_text(s: str) -> str:
+    """One line of text from a string that may hold markup or entities (titles, names)."""
+    text, _ = html_to_text(s)
+    return _SPACES.sub(" ", text).strip()

@@ -1,0 +1,150 @@
+"""The small typed contracts plugins implement.
+
+A network plugin offers a `Source` (and later a `Publisher`); a chat plugin is a
+`Chat`. Plugins are found through the entry-point groups `starling.networks` and
+`starling.chats`; each entry point names a factory taking a `PluginContext`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from bot.clock import Clock
+from bot.errors import Outcome
+from bot.model import ChannelRef, FetchResult, Post, RichMessage, Target, TargetKind
+
+
+class HealthRecorder(Protocol):
+    """Where plugins report every upstream request outcome."""
+
+    def record(
+        self,
+        network: str,
+        host: str,
+        outcome: Outcome,
+        *,
+        latency_s: float = 0.0,
+        status: int | None = None,
+        detail: str = "",
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PluginContext:
+    """Everything a plugin may use; handed in, never reached through a global."""
+
+    name: str
+    config: Mapping[str, Any]
+    health: HealthRecorder
+    clock: Clock
+    allow_private_addresses: bool
+    data_dir: str
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Reads one network: resolves what a member asked to follow, then fetches it."""
+
+    async def resolve(self, kind: TargetKind, query: str) -> Target:
+        """Turn chat input into a canonical target; raise `UserError` with a one-line reason."""
+        ...
+
+    async def fetch(self, target: Target, cursor: str | None) -> FetchResult:
+        """Fetch what is new since `cursor`; raise `UpstreamError` on failure."""
+        ...
+
+
+PostSink = Callable[[Target, list[Post], str | None], Awaitable[None]]
+
+
+@runtime_checkable
+class StreamingSource(Protocol):
+    """A source that can also push posts as they happen (websocket, firehose)."""
+
+    async def stream(
+        self, targets: list[Target], cursors: Mapping[str, str | None], sink: PostSink
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    text: str
+    reply_to: str = ""
+    quote_of: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    native_id: str
+    url: str
+
+
+@runtime_checkable
+class Publisher(Protocol):
+    """Posts to a network on the team's behalf (driven by the post-back workflow)."""
+
+    async def publish(self, draft: Draft, idempotency_key: str) -> Published: ...
+
+    async def delete(self, native_id: str) -> None: ...
+
+
+@runtime_checkable
+class Network(Protocol):
+    """What a `starling.networks` entry-point factory returns."""
+
+    name: str
+    aliases: tuple[str, ...]
+    description: str
+    source: Source | None
+    publisher: Publisher | None
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """A slash command as a member typed it, from any chat platform."""
+
+    channel: ChannelRef
+    user: str
+    command: str
+    args: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    text: str
+    ephemeral: bool = True
+
+
+CommandHandler = Callable[[Invocation], Awaitable[Reply]]
+
+
+@runtime_checkable
+class Chat(Protocol):
+    """A chat platform: receives commands, sends and edits messages.
+
+    `send` takes an idempotency key; `find_sent` looks it up after a crash between
+    sending and recording, so a post is never shown twice.
+    """
+
+    name: str
+    min_interval_s: float
+
+    async def run(self, commands: CommandHandler) -> None:
+        """Receive commands until the platform disconnects or input ends."""
+        ...
+
+    async def send(self, channel: ChannelRef, message: RichMessage, key: str) -> str: ...
+
+    async def edit(self, channel: ChannelRef, message_ref: str, message: RichMessage) -> None: ...
+
+    async def find_sent(self, channel: ChannelRef, key: str) -> str | None: ...
+
+    async def aclose(self) -> None: ...
+
+
+NetworkFactory = Callable[[PluginContext], Network]
+ChatFactory = Callable[[PluginContext], Chat]

@@ -1,0 +1,71 @@
+"""Turn a post into the neutral rich message every chat plugin formats its own way.
+
+Everything in a post is untrusted. Here it is capped and defused for every
+platform at once: broadcast mentions (`@everyone`, `@here`, `@channel`) get a
+zero-width joiner so no platform reads them as pings, and platform mention
+syntax (`<@U123>`, `<!channel>`, `<@&role>`) is broken the same way. Each chat
+plugin still escapes for its own format; this is the shared first line.
+"""
+
+from __future__ import annotations
+
+import re
+
+from bot.model import Post, RichMessage
+
+_ZW = "\u2060"  # word joiner: invisible, and breaks every platform's mention parser
+_BROADCAST = re.compile(r"@(everyone|here|channel|all)\b", re.IGNORECASE)
+_PLATFORM_MENTION = re.compile(r"<([@#!])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+
+TEXT_LIMIT = 1000
+TITLE_LIMIT = 200
+AUTHOR_LIMIT = 80
+URL_LIMIT = 2000
+MAX_IMAGES = 4
+
+
+def defuse(text: str) -> str:
+    """Neutralise mentions and control characters in untrusted text."""
+    text = _CONTROL.sub("", text)
+    text = _BROADCAST.sub(lambda m: f"@{_ZW}{m.group(1)}", text)
+    return _PLATFORM_MENTION.sub(lambda m: f"<{_ZW}{m.group(1)}", text)
+
+
+def cap(text: str, limit: int) -> str:
+    """Shorten at a word boundary with an ellipsis, so a cut is visible."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit * 0.7:
+        cut = cut[:space]
+    return cut.rstrip() + "…"
+
+
+def _safe_url(url: str) -> str:
+    if len(url) > URL_LIMIT or not url.startswith(("https://", "http://")):
+        return ""
+    return url if not any(ch.isspace() or ch in '<>"|' for ch in url) else ""
+
+
+def render(post: Post, *, text_limit: int = TEXT_LIMIT, footer: str = "") -> RichMessage:
+    title = defuse(cap(" ".join(post.title.split()), TITLE_LIMIT))
+    text = defuse(cap(post.text.strip(), text_limit))
+    if title and text.startswith(title):
+        # Feeds without a separate body repeat the title as text; say it once.
+        text = text[len(title) :].lstrip()
+    author = defuse(cap(" ".join(post.author.name.split()), AUTHOR_LIMIT))
+    images = tuple(m for m in post.media if m.kind == "image" and _safe_url(m.url))[:MAX_IMAGES]
+    return RichMessage(
+        text=text,
+        title=title,
+        author=author,
+        author_url=_safe_url(post.author.url),
+        avatar_url=_safe_url(post.author.avatar_url),
+        link=_safe_url(post.permalink),
+        images=images,
+        footer=defuse(footer),
+        network=post.network,
+        timestamp=post.created_at,
+    )

@@ -1,0 +1,153 @@
+"""When each resource is fetched next.
+
+One heap for all resources: per-resource interval with jitter, exponential
+backoff on failure, `Retry-After` honoured. One fetch per resource however many
+channels follow it (the relay fans out after the fetch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import random
+from dataclasses import dataclass, field
+
+from bot.clock import Clock
+from bot.errors import UpstreamError
+from bot.relay import Relay, ResourceState
+from bot.supervise import Supervisor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Slot:
+    failures: int = 0
+    next_due: float = 0.0
+    generation: int = 0
+    running: bool = False
+
+
+@dataclass(order=True, slots=True)
+class _Entry:
+    due: float
+    seq: int
+    resource_id: int = field(compare=False)
+    generation: int = field(compare=False)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        relay: Relay,
+        clock: Clock,
+        supervisor: Supervisor,
+        *,
+        jitter: float = 0.1,
+        max_backoff_s: float = 3600.0,
+        max_concurrent_polls: int = 400,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._relay = relay
+        self._clock = clock
+        self._supervisor = supervisor
+        self._jitter = jitter
+        self._max_backoff_s = max_backoff_s
+        self._rng = rng or random.Random()
+        self._heap: list[_Entry] = []
+        self._seq = 0
+        self.states: dict[int, ResourceState] = {}
+        self._slots: dict[int, _Slot] = {}
+        self._wake = asyncio.Event()
+        self._polls = asyncio.Semaphore(max_concurrent_polls)
+        self._running: set[asyncio.Task[None]] = set()
+        self.polls = 0
+        self.failures = 0
+
+    def add(self, state: ResourceState, *, first_in: float | None = None) -> None:
+        """Schedule a resource; the first poll comes after `first_in` seconds (default: spread
+        over one interval so a restart does not fetch everything at once)."""
+        self.states[state.id] = state
+        slot = self._slots.setdefault(state.id, _Slot())
+        slot.generation += 1
+        delay = self._rng.uniform(0, state.interval_s) if first_in is None else first_in
+        self._push(state.id, self._clock.monotonic() + delay)
+
+    def remove(self, resource_id: int) -> None:
+        self.states.pop(resource_id, None)
+        self._slots.pop(resource_id, None)
+
+    def _push(self, resource_id: int, due: float) -> None:
+        slot = self._slots[resource_id]
+        slot.next_due = due
+        self._seq += 1
+        heapq.heappush(self._heap, _Entry(due, self._seq, resource_id, slot.generation))
+        if self._heap[0].resource_id == resource_id:
+            self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            now = self._clock.monotonic()
+            while self._heap and self._heap[0].due <= now:
+                entry = heapq.heappop(self._heap)
+                slot = self._slots.get(entry.resource_id)
+                if slot is None or entry.generation != slot.generation or slot.running:
+                    continue  # removed or rescheduled since this entry was pushed
+                await self._polls.acquire()
+                slot.running = True
+                task = self._supervisor.spawn(
+                    self._poll(entry.resource_id, slot), name=f"poll-{entry.resource_id}"
+                )
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+            self._wake.clear()
+            delay = self._heap[0].due - self._clock.monotonic() if self._heap else 3600.0
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    async def _poll(self, resource_id: int, slot: _Slot) -> None:
+        try:
+            state = self.states.get(resource_id)
+            if state is None:
+                return
+            self.polls += 1
+            retry_after: float | None = None
+            try:
+                result = await self._relay.poll(state)
+                slot.failures = 0
+                retry_after = result.retry_after_s
+            except UpstreamError as err:
+                self.failures += 1
+                slot.failures += 1
+                retry_after = err.retry_after_s
+                log.debug("poll of %s failed: %s", state.stored.target.key, err)
+            delay = self.next_delay(state.interval_s, slot.failures, retry_after)
+            if resource_id in self._slots:
+                self._push(resource_id, self._clock.monotonic() + delay)
+        finally:
+            slot.running = False
+            self._polls.release()
+
+    def next_delay(self, interval_s: float, failures: int, retry_after_s: float | None) -> float:
+        """Interval ± jitter; doubled per consecutive failure up to the cap; never before
+        the upstream's `Retry-After`."""
+        base = interval_s * (2 ** min(failures, 16)) if failures else interval_s
+        base = min(base, max(self._max_backoff_s, interval_s))
+        delay = base * (1 + self._rng.uniform(-self._jitter, self._jitter))
+        if retry_after_s is not None:
+            delay = max(delay, retry_after_s)
+        return delay
+
+    def poll_now(self, resource_id: int) -> None:
+        """Fetch a resource at the next opportunity (used right after a change)."""
+        if resource_id in self._slots:
+            self._slots[resource_id].generation += 1
+            self._push(resource_id, self._clock.monotonic())
+
+    async def quiesce(self) -> None:
+        """Wait for polls in flight, so shutdown flushes what they admitted."""
+        if self._running:
+            await asyncio.wait(list(self._running))

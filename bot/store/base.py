@@ -1,0 +1,137 @@
+"""The store interface every backend implements, and the rows it trades in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.model import ChannelRef, Filters, RichMessage, Subscription, Target
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResource:
+    id: int
+    target: Target
+    cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewOutboxRow:
+    channel_id: int
+    subscription_id: int
+    post_uid: str
+    message: RichMessage
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: int
+    channel_id: int
+    channel: ChannelRef
+    subscription_id: int
+    post_uid: str
+    message: RichMessage
+    state: str
+    attempts: int
+    not_before: float
+
+    @property
+    def key(self) -> str:
+        """Idempotency key the chat plugin stores with the message it sends."""
+        return f"starling:{self.channel_id}:{self.post_uid}"
+
+
+@dataclass(frozen=True, slots=True)
+class HealthMinute:
+    network: str
+    host: str
+    minute: int
+    outcome: str
+    count: int
+    latency_sum: float
+
+
+@dataclass(frozen=True, slots=True)
+class HealthHost:
+    network: str
+    host: str
+    last_outcome: str
+    last_status: int | None
+    last_detail: str
+    last_ok_at: float | None
+    last_failure_at: float | None
+    consecutive_failures: int
+
+
+class Store(Protocol):
+    async def close(self) -> None: ...
+
+    async def ensure_channel(self, channel: ChannelRef) -> int: ...
+
+    async def find_resource(self, target: Target) -> StoredResource | None: ...
+
+    async def create_subscription(
+        self,
+        channel: ChannelRef,
+        target: Target,
+        filters: Filters,
+        interval_s: float,
+        created_by: str,
+        baseline_keys: Sequence[str],
+        backlog: Callable[[Subscription, int], list[NewOutboxRow]],
+        cursor: str | None,
+    ) -> tuple[Subscription, list[OutboxItem]]:
+        """Store a subscription atomically with its resource's baseline and any backlog rows.
+
+        `baseline_keys` are marked seen only when the resource is new, so a feed's
+        history never floods the channel and other subscribers lose nothing.
+        """
+        ...
+
+    async def remove_subscription(
+        self, channel: ChannelRef, sub_id: int
+    ) -> Subscription | None: ...
+
+    async def list_subscriptions(self, channel: ChannelRef | None = None) -> list[Subscription]: ...
+
+    async def subscriptions_for(self, resource_id: int) -> list[tuple[Subscription, int]]:
+        """Active subscriptions of a resource, each with its channel's row id."""
+        ...
+
+    async def active_resources(self) -> list[StoredResource]: ...
+
+    async def load_followers(self) -> list[tuple[StoredResource, Subscription, int]]:
+        """Every active subscription with its resource and channel row id, in one query."""
+        ...
+
+    async def admit(
+        self,
+        resource_id: int,
+        keys: Sequence[str],
+        build: Callable[[set[str]], list[NewOutboxRow]],
+    ) -> list[OutboxItem]:
+        """Dedupe `keys` and queue the outbox rows built for the new ones, in one transaction."""
+        ...
+
+    async def set_cursor(self, resource_id: int, cursor: str | None) -> None: ...
+
+    async def pending_outbox(self) -> list[OutboxItem]: ...
+
+    async def mark_sending(self, ids: Sequence[int]) -> None: ...
+
+    async def record_deliveries(self, delivered: Sequence[tuple[OutboxItem, str]]) -> None:
+        """Move delivered rows from the outbox to the deliveries record, atomically."""
+        ...
+
+    async def defer(self, item_id: int, not_before: float, error: str) -> None: ...
+
+    async def pause_subscription(self, sub_id: int, reason: str) -> None: ...
+
+    async def outbox_depth(self) -> int: ...
+
+    async def save_health(
+        self, minutes: Sequence[HealthMinute], hosts: Sequence[HealthHost]
+    ) -> None: ...
+
+    async def load_health_hosts(self) -> list[HealthHost]: ...

@@ -1,0 +1,492 @@
+"""SQLite backend: aiosqlite, WAL, versioned migrations, one file for all state.
+
+One connection serves the whole process; write transactions are serialised by a
+lock so a transaction never interleaves with another coroutine's statements.
+aiosqlite pays a thread hop per await, so hot paths use one multi-row statement
+per poll rather than one per key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import msgspec
+
+from bot.model import ChannelRef, Filters, RichMessage, Subscription, Target, TargetKind
+from bot.store.base import HealthHost, HealthMinute, NewOutboxRow, OutboxItem, StoredResource
+
+_CHUNK = 400  # rows per multi-row statement, well under SQLite's variable limit
+_encoder = msgspec.json.Encoder()
+_message_decoder = msgspec.json.Decoder(RichMessage)
+_filters_decoder = msgspec.json.Decoder(Filters)
+
+
+def _migrations() -> list[tuple[int, str]]:
+    folder = resources.files("bot.store") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def _chunks(rows: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+class SqliteStore:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+        self._channels: dict[int, ChannelRef] = {}
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        await self.db.execute("PRAGMA journal_mode=WAL")
+        await self.db.execute("PRAGMA synchronous=NORMAL")
+        await self.db.execute("PRAGMA foreign_keys=ON")
+        await self.db.execute("PRAGMA busy_timeout=5000")
+        await self._migrate()
+        async with self.db.execute("SELECT id, platform, native_id, name FROM channels") as cur:
+            async for row in cur:
+                self._channels[row[0]] = ChannelRef(row[1], row[2], row[3])
+
+    async def _migrate(self) -> None:
+        async with self.db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        current = int(row[0]) if row else 0
+        for version, script in _migrations():
+            if version <= current:
+                continue
+            # executescript commits; the version bump is part of the same script.
+            await self.db.executescript(
+                f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;"
+            )
+
+    async def schema_version(self) -> int:
+        async with self.db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            await self.db.execute("COMMIT")
+
+    # --- channels and subscriptions -------------------------------------------------
+
+    async def _ensure_channel(self, db: aiosqlite.Connection, channel: ChannelRef) -> int:
+        for cid, ref in self._channels.items():
+            if ref.platform == channel.platform and ref.native_id == channel.native_id:
+                return cid
+        async with db.execute(
+            "INSERT INTO channels (platform, native_id, name) VALUES (?, ?, ?) "
+            "ON CONFLICT (platform, native_id) DO UPDATE SET name = excluded.name RETURNING id",
+            (channel.platform, channel.native_id, channel.name),
+        ) as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        self._channels[int(row[0])] = channel
+        return int(row[0])
+
+    async def ensure_channel(self, channel: ChannelRef) -> int:
+        async with self._transaction() as db:
+            return await self._ensure_channel(db, channel)
+
+    async def find_resource(self, target: Target) -> StoredResource | None:
+        async with self.db.execute(
+            "SELECT id, cursor FROM resources WHERE network = ? AND kind = ? AND key = ?",
+            (target.network, target.kind.value, target.key),
+        ) as cur:
+            row = await cur.fetchone()
+        return StoredResource(int(row[0]), target, row[1]) if row else None
+
+    async def create_subscription(
+        self,
+        channel: ChannelRef,
+        target: Target,
+        filters: Filters,
+        interval_s: float,
+        created_by: str,
+        baseline_keys: Sequence[str],
+        backlog: Callable[[Subscription, int], list[NewOutboxRow]],
+        cursor: str | None,
+    ) -> tuple[Subscription, list[OutboxItem]]:
+        now = datetime.now(UTC)
+        async with self._transaction() as db:
+            channel_id = await self._ensure_channel(db, channel)
+            async with db.execute(
+                "INSERT INTO resources (network, kind, key, display, cursor, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (network, kind, key) DO NOTHING "
+                "RETURNING id",
+                (
+                    target.network,
+                    target.kind.value,
+                    target.key,
+                    target.display,
+                    cursor,
+                    now.isoformat(),
+                ),
+            ) as cur:
+                created = await cur.fetchone()
+            if created is not None:
+                resource_id = int(created[0])
+                await self._insert_seen(db, resource_id, baseline_keys)
+            else:
+                async with db.execute(
+                    "SELECT id FROM resources WHERE network = ? AND kind = ? AND key = ?",
+                    (target.network, target.kind.value, target.key),
+                ) as cur:
+                    existing = await cur.fetchone()
+                assert existing is not None
+                resource_id = int(existing[0])
+            async with db.execute(
+                "INSERT INTO subscriptions (channel_id, resource_id, filters, interval_s, "
+                "created_by, created_at) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (channel_id, resource_id) DO NOTHING RETURNING id",
+                (
+                    channel_id,
+                    resource_id,
+                    _encoder.encode(filters).decode(),
+                    interval_s,
+                    created_by,
+                    now.isoformat(),
+                ),
+            ) as cur:
+                inserted = await cur.fetchone()
+            if inserted is None:
+                raise DuplicateSubscription(await self._sub_id(db, channel_id, resource_id))
+            sub = Subscription(
+                id=int(inserted[0]),
+                channel=channel,
+                target=target,
+                filters=filters,
+                interval_s=interval_s,
+                created_by=created_by,
+                created_at=now,
+            )
+            items = await self._insert_outbox(db, backlog(sub, channel_id))
+        return sub, items
+
+    async def _sub_id(self, db: aiosqlite.Connection, channel_id: int, resource_id: int) -> int:
+        async with db.execute(
+            "SELECT id FROM subscriptions WHERE channel_id = ? AND resource_id = ?",
+            (channel_id, resource_id),
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    _SUB_SELECT = (
+        "SELECT s.id, s.channel_id, r.network, r.kind, r.key, r.display, s.filters, "
+        "s.interval_s, s.created_by, s.created_at, s.paused_reason "
+        "FROM subscriptions s JOIN resources r ON r.id = s.resource_id "
+    )
+
+    def _sub_from_row(self, row: Any) -> Subscription:
+        return Subscription(
+            id=int(row[0]),
+            channel=self._channels[int(row[1])],
+            target=Target(row[2], TargetKind(row[3]), row[4], row[5]),
+            filters=_filters_decoder.decode(row[6]),
+            interval_s=float(row[7]),
+            created_by=row[8],
+            created_at=datetime.fromisoformat(row[9]),
+            paused_reason=row[10],
+        )
+
+    async def remove_subscription(self, channel: ChannelRef, sub_id: int) -> Subscription | None:
+        async with self._transaction() as db:
+            channel_id = await self._ensure_channel(db, channel)
+            async with db.execute(
+                self._SUB_SELECT + "WHERE s.id = ? AND s.channel_id = ?", (sub_id, channel_id)
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return None
+            await db.execute("DELETE FROM subscriptions WHERE id = ?", (sub_id,))
+            # Undelivered rows of a removed subscription would reach a channel that no
+            # longer wants them.
+            await db.execute("DELETE FROM outbox WHERE subscription_id = ?", (sub_id,))
+            await db.execute(
+                "DELETE FROM seen WHERE resource_id NOT IN (SELECT resource_id FROM subscriptions)"
+            )
+            await db.execute(
+                "DELETE FROM resources WHERE id NOT IN (SELECT resource_id FROM subscriptions)"
+            )
+            return self._sub_from_row(row)
+
+    async def list_subscriptions(self, channel: ChannelRef | None = None) -> list[Subscription]:
+        params: tuple[int, ...] = ()
+        if channel is None:
+            query = self._SUB_SELECT + "ORDER BY s.id"
+        else:
+            channel_id = await self.ensure_channel(channel)
+            query, params = self._SUB_SELECT + "WHERE s.channel_id = ? ORDER BY s.id", (channel_id,)
+        async with self.db.execute(query, params) as cur:
+            return [self._sub_from_row(row) for row in await cur.fetchall()]
+
+    async def subscriptions_for(self, resource_id: int) -> list[tuple[Subscription, int]]:
+        async with self.db.execute(
+            self._SUB_SELECT + "WHERE s.resource_id = ? AND s.paused_reason = '' ORDER BY s.id",
+            (resource_id,),
+        ) as cur:
+            return [(self._sub_from_row(row), int(row[1])) for row in await cur.fetchall()]
+
+    async def active_resources(self) -> list[StoredResource]:
+        async with self.db.execute(
+            "SELECT id, network, kind, key, display, cursor FROM resources r WHERE EXISTS "
+            "(SELECT 1 FROM subscriptions s WHERE s.resource_id = r.id AND s.paused_reason = '')"
+        ) as cur:
+            return [
+                StoredResource(int(r[0]), Target(r[1], TargetKind(r[2]), r[3], r[4]), r[5])
+                for r in await cur.fetchall()
+            ]
+
+    async def load_followers(self) -> list[tuple[StoredResource, Subscription, int]]:
+        async with self.db.execute(
+            self._SUB_SELECT.replace("SELECT ", "SELECT r.id, r.cursor, ", 1)
+            + "WHERE s.paused_reason = '' ORDER BY s.id"
+        ) as cur:
+            rows = await cur.fetchall()
+        out = []
+        for row in rows:
+            sub = self._sub_from_row(row[2:])
+            out.append((StoredResource(int(row[0]), sub.target, row[1]), sub, int(row[3])))
+        return out
+
+    async def pause_subscription(self, sub_id: int, reason: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE subscriptions SET paused_reason = ? WHERE id = ?", (reason, sub_id)
+            )
+
+    # --- the relay pipeline ---------------------------------------------------------
+
+    async def _insert_seen(
+        self, db: aiosqlite.Connection, resource_id: int, keys: Sequence[str]
+    ) -> set[str]:
+        fresh: set[str] = set()
+        now = time.time()
+        unique = list(dict.fromkeys(keys))
+        for chunk in _chunks(unique):
+            placeholders = ",".join(["(?, ?, ?)"] * len(chunk))
+            params: list[Any] = []
+            for key in chunk:
+                params += (resource_id, key, now)
+            async with db.execute(
+                f"INSERT INTO seen (resource_id, key, first_seen) VALUES {placeholders} "  # noqa: S608
+                "ON CONFLICT DO NOTHING RETURNING key",
+                params,
+            ) as cur:
+                fresh.update(row[0] for row in await cur.fetchall())
+        return fresh
+
+    async def _insert_outbox(
+        self, db: aiosqlite.Connection, rows: Sequence[NewOutboxRow]
+    ) -> list[OutboxItem]:
+        items: list[OutboxItem] = []
+        now = time.time()
+        by_key = {(r.channel_id, r.post_uid): r for r in rows}
+        for chunk in _chunks(list(by_key.values())):
+            values = ",".join(["(?, ?, ?, ?, ?)"] * len(chunk))
+            params: list[Any] = []
+            for r in chunk:
+                params += (
+                    r.channel_id,
+                    r.subscription_id,
+                    r.post_uid,
+                    _encoder.encode(r.message).decode(),
+                    now,
+                )
+            # Only placeholders are interpolated; every value is a bound parameter.
+            async with db.execute(
+                "INSERT INTO outbox (channel_id, subscription_id, post_uid, payload, created_at) "  # noqa: S608
+                f"SELECT * FROM (VALUES {values}) AS v WHERE NOT EXISTS "
+                "(SELECT 1 FROM deliveries d WHERE d.channel_id = v.column1 "
+                "AND d.post_uid = v.column3) ON CONFLICT DO NOTHING "
+                "RETURNING id, channel_id, post_uid",
+                params,
+            ) as cur:
+                for row in await cur.fetchall():
+                    new = by_key[(int(row[1]), row[2])]
+                    items.append(
+                        OutboxItem(
+                            id=int(row[0]),
+                            channel_id=new.channel_id,
+                            channel=self._channels[new.channel_id],
+                            subscription_id=new.subscription_id,
+                            post_uid=new.post_uid,
+                            message=new.message,
+                            state="pending",
+                            attempts=0,
+                            not_before=0.0,
+                        )
+                    )
+        items.sort(key=lambda item: item.id)
+        return items
+
+    async def admit(
+        self,
+        resource_id: int,
+        keys: Sequence[str],
+        build: Callable[[set[str]], list[NewOutboxRow]],
+    ) -> list[OutboxItem]:
+        if not keys:
+            return []
+        async with self._transaction() as db:
+            fresh = await self._insert_seen(db, resource_id, keys)
+            if not fresh:
+                return []
+            return await self._insert_outbox(db, build(fresh))
+
+    async def set_cursor(self, resource_id: int, cursor: str | None) -> None:
+        async with self._transaction() as db:
+            await db.execute("UPDATE resources SET cursor = ? WHERE id = ?", (cursor, resource_id))
+
+    async def pending_outbox(self) -> list[OutboxItem]:
+        async with self.db.execute(
+            "SELECT id, channel_id, subscription_id, post_uid, payload, state, attempts, "
+            "not_before FROM outbox ORDER BY id"
+        ) as cur:
+            return [
+                OutboxItem(
+                    id=int(r[0]),
+                    channel_id=int(r[1]),
+                    channel=self._channels[int(r[1])],
+                    subscription_id=int(r[2]),
+                    post_uid=r[3],
+                    message=_message_decoder.decode(r[4]),
+                    state=r[5],
+                    attempts=int(r[6]),
+                    not_before=float(r[7]),
+                )
+                for r in await cur.fetchall()
+            ]
+
+    async def mark_sending(self, ids: Sequence[int]) -> None:
+        async with self._transaction() as db:
+            for chunk in _chunks(ids):
+                marks = ",".join("?" * len(chunk))
+                await db.execute(
+                    f"UPDATE outbox SET state = 'sending', attempts = attempts + 1 "  # noqa: S608
+                    f"WHERE id IN ({marks})",
+                    list(chunk),
+                )
+
+    async def record_deliveries(self, delivered: Sequence[tuple[OutboxItem, str]]) -> None:
+        now = time.time()
+        async with self._transaction() as db:
+            await db.executemany(
+                "INSERT INTO deliveries (channel_id, post_uid, message_ref, subscription_id, "
+                "delivered_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [(i.channel_id, i.post_uid, ref, i.subscription_id, now) for i, ref in delivered],
+            )
+            await db.executemany("DELETE FROM outbox WHERE id = ?", [(i.id,) for i, _ in delivered])
+
+    async def defer(self, item_id: int, not_before: float, error: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE outbox SET state = 'pending', not_before = ?, last_error = ? WHERE id = ?",
+                (not_before, error[:500], item_id),
+            )
+
+    async def outbox_depth(self) -> int:
+        async with self.db.execute("SELECT count(*) FROM outbox") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def delivery_for(self, channel: ChannelRef, post_uid: str) -> str | None:
+        """The chat message that carried `post_uid` in `channel`, if it was delivered."""
+        channel_id = await self.ensure_channel(channel)
+        async with self.db.execute(
+            "SELECT message_ref FROM deliveries WHERE channel_id = ? AND post_uid = ?",
+            (channel_id, post_uid),
+        ) as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
+
+    # --- health ---------------------------------------------------------------------
+
+    async def save_health(
+        self, minutes: Sequence[HealthMinute], hosts: Sequence[HealthHost]
+    ) -> None:
+        async with self._transaction() as db:
+            await db.executemany(
+                "INSERT INTO health_minutes (network, host, minute, outcome, count, latency_sum) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (network, host, minute, outcome) DO UPDATE "
+                "SET count = count + excluded.count, "
+                "latency_sum = latency_sum + excluded.latency_sum",
+                [(m.network, m.host, m.minute, m.outcome, m.count, m.latency_sum) for m in minutes],
+            )
+            await db.executemany(
+                "INSERT OR REPLACE INTO health_hosts (network, host, last_outcome, last_status, "
+                "last_detail, last_ok_at, last_failure_at, consecutive_failures) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        h.network,
+                        h.host,
+                        h.last_outcome,
+                        h.last_status,
+                        h.last_detail,
+                        h.last_ok_at,
+                        h.last_failure_at,
+                        h.consecutive_failures,
+                    )
+                    for h in hosts
+                ],
+            )
+            cutoff = int(time.time() // 60) - 31 * 24 * 60
+            await db.execute("DELETE FROM health_minutes WHERE minute < ?", (cutoff,))
+
+    async def load_health_hosts(self) -> list[HealthHost]:
+        async with self.db.execute(
+            "SELECT network, host, last_outcome, last_status, last_detail, last_ok_at, "
+            "last_failure_at, consecutive_failures FROM health_hosts"
+        ) as cur:
+            return [HealthHost(*row) for row in await cur.fetchall()]
+
+    async def health_minutes(self, since_minute: int) -> list[HealthMinute]:
+        async with self.db.execute(
+            "SELECT network, host, minute, outcome, count, latency_sum FROM health_minutes "
+            "WHERE minute >= ? ORDER BY minute",
+            (since_minute,),
+        ) as cur:
+            return [HealthMinute(*row) for row in await cur.fetchall()]
+
+
+class DuplicateSubscription(Exception):
+    """The channel already follows this resource."""
+
+    def __init__(self, existing_id: int) -> None:
+        super().__init__(f"already followed as #{existing_id}")
+        self.existing_id = existing_id
