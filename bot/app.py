@@ -25,7 +25,7 @@ from bot.filters import CompiledFilters
 from bot.health import HealthBook
 from bot.model import ChannelRef, Filters, Post, Subscription, Target
 from bot.plugins import CHAT_GROUP, NETWORK_GROUP, discover, load_factory
-from bot.protocols import Chat, Invocation, Network, PluginContext, Source
+from bot.protocols import Chat, Invocation, Network, PluginContext, Source, StreamingSource
 from bot.relay import Follower, Relay, ResourceState
 from bot.render import render
 from bot.scheduler import Scheduler
@@ -56,7 +56,15 @@ class App:
         self.clock = clock
         self.health = health
         self.supervisor = Supervisor()
-        self.dispatcher = Dispatcher(store, chats, clock, self.supervisor, self._paused)
+        self.dispatcher = Dispatcher(
+            store,
+            chats,
+            clock,
+            self.supervisor,
+            self._paused,
+            digest_threshold=settings.digest_threshold,
+            digest_max_items=settings.digest_max_items,
+        )
         sources: dict[str, Source] = {
             name: net.source for name, net in networks.items() if net.source is not None
         }
@@ -77,6 +85,8 @@ class App:
             alias.lower(): name for name, net in networks.items() for alias in (name, *net.aliases)
         }
         self._stop = asyncio.Event()
+        self._streams: dict[str, asyncio.Task[None]] = {}
+        self._running = False
 
     @classmethod
     async def create(
@@ -85,11 +95,14 @@ class App:
         *,
         clock: Clock | None = None,
         chats: dict[str, Chat] | None = None,
+        extra_networks: dict[str, Network] | None = None,
     ) -> App:
         """Load the configured plugins through their entry points and open the store.
 
         `chats` replaces the configured chat plugins (tests and benchmarks pass a
         `bot.testing.RecordingChat`, errbot-style, so a whole bot runs with no mocks).
+        `extra_networks` adds networks beside the installed ones (tests of the plugin
+        contract itself).
         """
         clock = clock or SystemClock()
         health = HealthBook(clock)
@@ -107,9 +120,16 @@ class App:
 
         networks: dict[str, Network] = {}
         for name, ep in sorted(discover(NETWORK_GROUP).items()):
-            if context(name).config.get("enabled", True) in (False, "false", "0"):
+            if str(context(name).config.get("enabled", True)).lower() in ("false", "0", "no"):
                 continue
-            networks[name] = load_factory(ep)(context(name))
+            try:
+                factory = load_factory(ep)
+            except Exception:
+                # One broken plugin must not take every other network down with it.
+                log.exception("network plugin %s (%s) failed to load; skipped", name, ep.value)
+                continue
+            networks[name] = factory(context(name))
+        networks.update(extra_networks or {})
         available = discover(CHAT_GROUP)
         if chats is not None:
             store = await open_store(settings.db_path)
@@ -202,6 +222,7 @@ class App:
             for state in list(self.scheduler.states.values()):
                 if state.stored.target == target:
                     self.scheduler.remove(state.id)
+            self._restart_stream(target.network)
             return
         followers = [
             Follower(sub, channel_id, CompiledFilters.of(sub.filters))
@@ -210,6 +231,7 @@ class App:
         existing = self.scheduler.states.get(stored.id)
         if not followers:
             self.scheduler.remove(stored.id)
+            self._restart_stream(target.network)
             return
         interval = min(f.subscription.interval_s for f in followers)
         if existing is None:
@@ -221,6 +243,7 @@ class App:
             if interval != existing.interval_s:
                 existing.interval_s = interval
                 self.scheduler.add(existing, first_in=interval)
+        self._restart_stream(target.network)
 
     async def load_resources(self) -> int:
         grouped: dict[int, tuple[StoredResource, list[Follower]]] = {}
@@ -231,6 +254,36 @@ class App:
             interval = min(f.subscription.interval_s for f in followers)
             self.scheduler.add(ResourceState(stored, followers, interval, stored.cursor))
         return len(grouped)
+
+    def _restart_stream(self, network: str) -> None:
+        """(Re)open a streaming network's connection with the current set of targets.
+
+        Polling goes on beside the stream at the subscription's interval: it is the
+        backfill that catches whatever a dropped connection missed.
+        """
+        if not self._running:
+            return
+        source = self.networks[network].source if network in self.networks else None
+        if not isinstance(source, StreamingSource):
+            return
+        old = self._streams.pop(network, None)
+        if old is not None:
+            old.cancel()
+        states = [s for s in self.scheduler.states.values() if s.stored.target.network == network]
+        if not states:
+            return
+        targets = [s.stored.target for s in states]
+        cursors = {s.stored.target.resource_key: s.cursor for s in states}
+        stream = source
+
+        async def sink(target: Target, posts: list[Post], cursor: str | None) -> None:
+            state = self.scheduler.by_key.get(target.resource_key)
+            if state is not None:
+                await self.relay.ingest(state, posts, cursor)
+
+        self._streams[network] = self.supervisor.supervise(
+            f"stream-{network}", lambda: stream.stream(targets, cursors, sink)
+        )
 
     async def _paused(self, item: OutboxItem, reason: str) -> None:
         await self.store.pause_subscription(item.subscription_id, reason)
@@ -289,12 +342,13 @@ class App:
         requeued = await self.dispatcher.recover()
         log.info("Starling %s: %d sources, %d deliveries resumed", __version__, count, requeued)
         scheduler = self.supervisor.supervise("scheduler", self.scheduler.run)
+        self._running = True
+        for network in self.networks:
+            self._restart_stream(network)
         self.supervisor.supervise("health-flush", self._flush_health_forever)
         self.supervisor.supervise("heartbeat", self._heartbeat_forever)
         chat_tasks = [
-            self.supervisor.supervise(
-                f"chat-{name}", functools.partial(chat.run, self.commands.handle)
-            )
+            self.supervisor.supervise(f"chat-{name}", functools.partial(chat.run, self.commands))
             for name, chat in self.chats.items()
         ]
         stop_wait = asyncio.ensure_future(self._stop.wait())

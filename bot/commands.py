@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from bot.errors import UpstreamError, UserError
 from bot.filters import check_regex
-from bot.model import Filters, Subscription, TargetKind
-from bot.protocols import Invocation, Reply
+from bot.model import ChannelRef, Filters, Subscription, TargetKind
+from bot.protocols import Choice, Invocation, Reply
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -130,6 +130,27 @@ def describe(sub: Subscription) -> str:
 class Commands:
     def __init__(self, app: App) -> None:
         self._app = app
+
+    def command_names(self) -> list[str]:
+        return ["follow", "search", "unfollow", "list", "status", "help"]
+
+    async def complete(self, channel: ChannelRef, field: str, prefix: str) -> list[Choice]:
+        """Autocomplete for chat platforms that offer it (Discord, Slack options)."""
+        prefix = prefix.lower().lstrip("#")
+        if field == "network":
+            return [
+                Choice(name, name)
+                for name, net in sorted(self._app.networks.items())
+                if net.source is not None and name.startswith(prefix)
+            ][:25]
+        if field == "subscription":
+            subs = await self._app.store.list_subscriptions(channel)
+            return [
+                Choice(describe(sub)[:100], str(sub.id))
+                for sub in subs
+                if str(sub.id).startswith(prefix) or prefix in describe(sub).lower()
+            ][:25]
+        return []
 
     async def handle(self, inv: Invocation) -> Reply:
         name = inv.command.lstrip("/").lower()

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     max_concurrent_polls: int = Field(default=400, ge=1)
     text_limit: int = Field(default=1000, ge=100, le=4000)
     max_backlog: int = Field(default=20, ge=0, le=200)
+    digest_threshold: int = Field(default=20, ge=0)
+    digest_max_items: int = Field(default=25, ge=2, le=100)
     allow_private_addresses: bool = Field(default=False)
     shutdown_grace_s: float = Field(default=20.0, ge=0.0)
     health_flush_s: float = Field(default=15.0, ge=0.5)

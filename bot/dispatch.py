@@ -17,6 +17,7 @@ from bot.clock import Clock
 from bot.crashpoints import crashpoint
 from bot.errors import ChatError
 from bot.protocols import Chat
+from bot.render import render_digest
 from bot.store.base import OutboxItem, Store
 from bot.supervise import Supervisor
 
@@ -46,12 +47,17 @@ class Dispatcher:
         clock: Clock,
         supervisor: Supervisor,
         on_permanent_failure: PauseHook,
+        *,
+        digest_threshold: int = 0,
+        digest_max_items: int = 25,
     ) -> None:
         self._store = store
         self._chats = chats
         self._clock = clock
         self._supervisor = supervisor
         self._on_permanent_failure = on_permanent_failure
+        self._digest_threshold = digest_threshold
+        self._digest_max_items = digest_max_items
         self._lanes: dict[int, _Lane] = {}
         self._waiters: dict[int, asyncio.Future[bool]] = {}
         self.delivered = 0
@@ -79,11 +85,18 @@ class Dispatcher:
         pending = await self._store.pending_outbox()
         resend: list[OutboxItem] = []
         found: list[tuple[OutboxItem, str]] = []
+        digests: dict[str, str | None] = {}
         for item in pending:
             chat = self._chats.get(item.channel.platform)
             if chat is None:
                 continue  # platform not configured in this run; keep the row for later
-            ref = await chat.find_sent(item.channel, item.key) if item.state == "sending" else None
+            ref = None
+            if item.state == "sending" and item.digest_key:
+                if item.digest_key not in digests:
+                    digests[item.digest_key] = await chat.find_sent(item.channel, item.digest_key)
+                ref = digests[item.digest_key]
+            elif item.state == "sending":
+                ref = await chat.find_sent(item.channel, item.key)
             if ref is not None:
                 found.append((item, ref))
             else:
@@ -116,6 +129,9 @@ class Dispatcher:
             gap = lane.last_send + chat.min_interval_s - self._clock.monotonic()
             if gap > 0:
                 await self._clock.sleep(gap)
+            if self._digest_threshold and len(lane.items) >= self._digest_threshold:
+                await self._send_digest(chat, lane)
+                continue
             size = 1 if chat.min_interval_s > 0 else BATCH
             batch = [lane.items.popleft() for _ in range(min(size, len(lane.items)))]
             await self._store.mark_sending([item.id for item in batch])
@@ -134,14 +150,39 @@ class Dispatcher:
                 crashpoint("after_send")
                 delivered.append((item, ref))
             if delivered:
-                await self._store.record_deliveries(delivered)
-                crashpoint("after_record")
-                self.delivered += len(delivered)
-                for item, _ in delivered:
-                    waiter = self._waiters.pop(item.id, None)
-                    if waiter is not None and not waiter.done():
-                        waiter.set_result(True)
+                await self._recorded(delivered)
         self._lanes.pop(channel_id, None)
+
+    async def _recorded(self, delivered: list[tuple[OutboxItem, str]]) -> None:
+        await self._store.record_deliveries(delivered)
+        crashpoint("after_record")
+        self.delivered += len(delivered)
+        for item, _ in delivered:
+            waiter = self._waiters.pop(item.id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(True)
+
+    async def _send_digest(self, chat: Chat, lane: _Lane) -> None:
+        """A burst becomes one message listing its posts, instead of a flood."""
+        count = min(self._digest_max_items, len(lane.items))
+        batch = [lane.items.popleft() for _ in range(count)]
+        first = batch[0]
+        key = f"starling-digest:{first.channel_id}:{first.id}"
+        await self._store.mark_sending([item.id for item in batch], digest_key=key)
+        try:
+            ref = await chat.send(first.channel, render_digest([i.message for i in batch]), key)
+        except Exception as err:
+            if not isinstance(err, ChatError):
+                log.exception("chat %s failed to send a digest", chat.name)
+                err = ChatError(str(err))
+            # Put the burst back; the retry sends it again as a digest.
+            for later in reversed(batch[1:]):
+                lane.items.appendleft(later)
+            await self._failed(lane, first, err, [])
+            return
+        lane.last_send = self._clock.monotonic()
+        crashpoint("after_send")
+        await self._recorded([(item, ref) for item in batch])
 
     async def _failed(
         self, lane: _Lane, item: OutboxItem, err: ChatError, unsent: list[OutboxItem]

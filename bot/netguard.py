@@ -11,6 +11,7 @@ and each redirect hop.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
@@ -24,6 +25,7 @@ IPAddress = IPv4Address | IPv6Address
 AddressPolicy = Callable[[IPAddress], bool]
 
 MAX_URL_LENGTH = 4096
+_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 
 # Not globally reachable, or reachable but meaning "this machine / this network".
 # Spelled out rather than trusting `ipaddress.is_global`, whose tables vary by
@@ -151,7 +153,7 @@ def parse_http_url(url: str) -> URL:
         raise UserError("that URL is empty")
     if len(text) > MAX_URL_LENGTH:
         raise UserError(f"that URL is longer than {MAX_URL_LENGTH} characters")
-    if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in text):
+    if _SPACE_OR_CONTROL.search(text):
         raise UserError("that URL contains spaces or control characters")
     try:
         parsed = URL(text)

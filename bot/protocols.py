@@ -61,7 +61,14 @@ PostSink = Callable[[Target, list[Post], str | None], Awaitable[None]]
 
 @runtime_checkable
 class StreamingSource(Protocol):
-    """A source that can also push posts as they happen (websocket, firehose)."""
+    """A source that can also push posts as they happen (websocket, firehose).
+
+    `stream` runs until cancelled and reconnects by itself; the app restarts it with a
+    new target list whenever subscriptions change. The cursor handed to the sink
+    becomes the resource's cursor once the posts are delivered, so a source that
+    both polls and streams encodes both positions in its one cursor string.
+    Polling carries on beside the stream and backfills whatever a drop missed.
+    """
 
     async def stream(
         self, targets: list[Target], cursors: Mapping[str, str | None], sink: PostSink
@@ -119,7 +126,24 @@ class Reply:
     ephemeral: bool = True
 
 
-CommandHandler = Callable[[Invocation], Awaitable[Reply]]
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One autocomplete suggestion: what the member sees and what gets filled in."""
+
+    label: str
+    value: str
+
+
+class CommandService(Protocol):
+    """What a chat plugin talks to: run a command, or suggest values while typing."""
+
+    async def handle(self, invocation: Invocation) -> Reply: ...
+
+    async def complete(self, channel: ChannelRef, field: str, prefix: str) -> list[Choice]:
+        """Suggestions for `field` ("network" or "subscription") starting with `prefix`."""
+        ...
+
+    def command_names(self) -> list[str]: ...
 
 
 @runtime_checkable
@@ -133,7 +157,7 @@ class Chat(Protocol):
     name: str
     min_interval_s: float
 
-    async def run(self, commands: CommandHandler) -> None:
+    async def run(self, commands: CommandService) -> None:
         """Receive commands until the platform disconnects or input ends."""
         ...
 
@@ -146,5 +170,6 @@ class Chat(Protocol):
     async def aclose(self) -> None: ...
 
 
+CommandHandler = Callable[[Invocation], Awaitable[Reply]]
 NetworkFactory = Callable[[PluginContext], Network]
 ChatFactory = Callable[[PluginContext], Chat]

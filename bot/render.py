@@ -69,3 +69,28 @@ def render(post: Post, *, text_limit: int = TEXT_LIMIT, footer: str = "") -> Ric
         network=post.network,
         timestamp=post.created_at,
     )
+
+
+DIGEST_LINE_LIMIT = 160
+
+
+def render_digest(messages: list[RichMessage]) -> RichMessage:
+    """Fold a burst of messages into one: a line per post with its link.
+
+    The parts were rendered (and defused) already; only their lengths are capped
+    again so the digest stays one readable message.
+    """
+    lines = []
+    for msg in messages:
+        headline = msg.title or msg.text.split("\n", 1)[0]
+        who = f"{msg.author}: " if msg.author and msg.author not in headline else ""
+        line = cap(f"{who}{headline}", DIGEST_LINE_LIMIT)
+        lines.append(f"• {line}" + (f" — {msg.link}" if msg.link else ""))
+    networks = sorted({m.network for m in messages if m.network})
+    return RichMessage(
+        text="\n".join(lines),
+        title=f"{len(messages)} new posts",
+        footer="Sent as one digest because many arrived at once.",
+        network=", ".join(networks),
+        timestamp=max((m.timestamp for m in messages if m.timestamp), default=None),
+    )

@@ -59,6 +59,7 @@ class Scheduler:
         self._heap: list[_Entry] = []
         self._seq = 0
         self.states: dict[int, ResourceState] = {}
+        self.by_key: dict[str, ResourceState] = {}
         self._slots: dict[int, _Slot] = {}
         self._wake = asyncio.Event()
         self._polls = asyncio.Semaphore(max_concurrent_polls)
@@ -70,13 +71,16 @@ class Scheduler:
         """Schedule a resource; the first poll comes after `first_in` seconds (default: spread
         over one interval so a restart does not fetch everything at once)."""
         self.states[state.id] = state
+        self.by_key[state.stored.target.resource_key] = state
         slot = self._slots.setdefault(state.id, _Slot())
         slot.generation += 1
         delay = self._rng.uniform(0, state.interval_s) if first_in is None else first_in
         self._push(state.id, self._clock.monotonic() + delay)
 
     def remove(self, resource_id: int) -> None:
-        self.states.pop(resource_id, None)
+        state = self.states.pop(resource_id, None)
+        if state is not None:
+            self.by_key.pop(state.stored.target.resource_key, None)
         self._slots.pop(resource_id, None)
 
     def _push(self, resource_id: int, due: float) -> None:

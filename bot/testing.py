@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from bot.errors import ChatError
 from bot.model import ChannelRef, RichMessage
-from bot.protocols import CommandHandler, Invocation, Reply
+from bot.protocols import CommandService, Invocation, Reply
 
 PLATFORM = "test"
 
@@ -34,7 +34,7 @@ class RecordingChat:
         self.sent: list[Sent] = []
         self.fail_with: ChatError | None = None
         self._by_key: dict[str, str] = {}
-        self._handler: CommandHandler | None = None
+        self._handler: CommandService | None = None
         self._closed = asyncio.Event()
         self.arrived = asyncio.Condition()
 
@@ -51,7 +51,9 @@ class RecordingChat:
         if self._handler is None:
             raise RuntimeError("the bot is not running this chat yet")
         command, _, args = line.strip().partition(" ")
-        return await self._handler(Invocation(self.channel(channel), user, command, args.strip()))
+        return await self._handler.handle(
+            Invocation(self.channel(channel), user, command, args.strip())
+        )
 
     def in_channel(self, channel: str) -> list[Sent]:
         return [s for s in self.sent if s.channel.native_id == channel]
@@ -62,7 +64,7 @@ class RecordingChat:
             await self.arrived.wait_for(lambda: len(self.sent) >= count)
         return self.sent
 
-    async def run(self, commands: CommandHandler) -> None:
+    async def run(self, commands: CommandService) -> None:
         self._handler = commands
         await self._closed.wait()
 

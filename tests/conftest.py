@@ -12,6 +12,7 @@ import pytest_asyncio
 
 from bot.app import App
 from bot.config import load_settings
+from bot.protocols import Network
 from bot.testing import RecordingChat
 
 pytest_plugins = ["tests.feedserver"]
@@ -52,7 +53,11 @@ async def start_bot(tmp_path: Path) -> AsyncIterator[StartBot]:
     """Start Starling (feeds network, test chat, SQLite in tmp_path); stopped after the test."""
     running: list[RunningBot] = []
 
-    async def start(chat: RecordingChat | None = None, **overrides: Any) -> RunningBot:
+    async def start(
+        chat: RecordingChat | None = None,
+        extra_networks: dict[str, Network] | None = None,
+        **overrides: Any,
+    ) -> RunningBot:
         options: dict[str, Any] = {
             "data_dir": tmp_path / "data",
             "allow_private_addresses": True,
@@ -64,7 +69,7 @@ async def start_bot(tmp_path: Path) -> AsyncIterator[StartBot]:
         options.update(overrides)
         settings = load_settings(**options)
         chat = chat or RecordingChat()
-        app = await App.create(settings, chats={chat.name: chat})
+        app = await App.create(settings, chats={chat.name: chat}, extra_networks=extra_networks)
         task = asyncio.create_task(app.run())
         for _ in range(100):
             if chat.ready:

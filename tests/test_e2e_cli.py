@@ -167,3 +167,27 @@ async def test_bad_input_gets_one_line_and_stores_nothing(
     assert replies[1].startswith("» /follow: unknown network 'mastodonx'")
     assert replies[2].startswith("» /unfollow: there is no subscription #42")
     assert "Traceback" not in console.output
+
+
+async def test_kill_9_while_sending_a_digest_doubles_nothing(
+    tmp_path: Path, feed_server: FeedServer, news: Feed
+) -> None:
+    setup = await Console.start(tmp_path)
+    await _follow(setup, feed_server)
+    assert await setup.finish() == 0
+
+    doomed = await Console.start(
+        tmp_path, STARLING_CRASHPOINT="after_send", STARLING_DIGEST_THRESHOLD="3"
+    )
+    for n in range(4):
+        news.add_item(title=f"Burst item {n}")
+    assert await doomed.died() == -signal.SIGKILL
+    assert "4 new posts" in doomed.output
+
+    survivor = await Console.start(tmp_path, STARLING_DIGEST_THRESHOLD="3")
+    news.add_item(title="Calm again")
+    await survivor.expect("\nCalm again\n")
+    assert await survivor.finish() == 0
+    everything = doomed.output + survivor.output
+    for n in range(4):
+        assert everything.count(f"Burst item {n}") == 1, everything

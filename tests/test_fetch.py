@@ -458,6 +458,54 @@ async def test_non_http_url_is_refused_before_any_request(
     assert health.summary() == [("example.com", Outcome.BLOCKED, None)]
 
 
+@pytest.mark.parametrize(
+    ("reply", "outcome", "message"),
+    [
+        (b"garbage\r\n\r\n", Outcome.PARSE, "127.0.0.1 sent a malformed HTTP response"),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort",
+            Outcome.STREAM_DROPPED,
+            "127.0.0.1 closed the connection before the response was complete",
+        ),
+        (
+            b"",
+            Outcome.STREAM_DROPPED,
+            "127.0.0.1 closed the connection before the response was complete",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Encoding: gzip\r\n\r\nnotgz",
+            Outcome.PARSE,
+            "127.0.0.1 sent a compressed body that could not be decoded",
+        ),
+    ],
+)
+async def test_broken_http_is_classified(
+    fetcher: FeedFetcher, reply: bytes, outcome: Outcome, message: str
+) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(reply)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        err = await upstream_error(fetcher, f"http://127.0.0.1:{port}/feed")
+    assert err.outcome is outcome
+    assert str(err) == message
+
+
+async def test_tls_failure_is_classified(
+    feed_server: FeedServer, fetcher: FeedFetcher, health: RecordingHealth
+) -> None:
+    # A TLS handshake against a plain-HTTP port fails without any certificate setup.
+    err = await upstream_error(fetcher, f"https://127.0.0.1:{feed_server.port}/feeds/x")
+    assert err.outcome is Outcome.TLS
+    assert str(err) == "the TLS handshake with 127.0.0.1 failed"
+    assert health.summary() == [(LOOP, Outcome.TLS, None)]
+
+
 # -- fairness and the shared session -------------------------------------------
 
 

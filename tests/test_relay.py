@@ -186,3 +186,21 @@ async def test_failing_feed_backs_off_and_shows_in_status(
     assert "failing" in status
     assert "http_4xx 404" in status
     assert feed is not None
+
+
+async def test_a_burst_becomes_a_digest_and_every_post_is_listed_once(
+    start_bot: StartBot, feed_server: FeedServer
+) -> None:
+    feed = feed_server.add_feed("busy")
+    bot = await start_bot(digest_threshold=20, digest_max_items=25)
+    await bot.say(f"/follow feeds {feed_server.feed_url('busy')}")
+    for n in range(30):
+        feed.add_item(title=f"Burst {n:02d}")
+    await bot.poll_all()
+    sent = bot.chat.sent
+    assert sent[0].message.title == "25 new posts"
+    assert len(sent) == 1 + 5, "the 5 left after one digest are below the threshold"
+    shown = "\n".join(s.message.text + "\n" + s.message.title for s in sent)
+    for n in range(30):
+        assert shown.count(f"Burst {n:02d}") == 1, n
+    assert await bot.app.store.outbox_depth() == 0

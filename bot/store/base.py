@@ -35,6 +35,7 @@ class OutboxItem:
     state: str
     attempts: int
     not_before: float
+    digest_key: str = ""
 
     @property
     def key(self) -> str:
@@ -118,7 +119,9 @@ class Store(Protocol):
 
     async def pending_outbox(self) -> list[OutboxItem]: ...
 
-    async def mark_sending(self, ids: Sequence[int]) -> None: ...
+    async def mark_sending(self, ids: Sequence[int], digest_key: str = "") -> None:
+        """Mark rows as handed to the chat; rows sent as one digest share `digest_key`."""
+        ...
 
     async def record_deliveries(self, delivered: Sequence[tuple[OutboxItem, str]]) -> None:
         """Move delivered rows from the outbox to the deliveries record, atomically."""

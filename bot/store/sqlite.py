@@ -375,7 +375,7 @@ class SqliteStore:
     async def pending_outbox(self) -> list[OutboxItem]:
         async with self.db.execute(
             "SELECT id, channel_id, subscription_id, post_uid, payload, state, attempts, "
-            "not_before FROM outbox ORDER BY id"
+            "not_before, digest_key FROM outbox ORDER BY id"
         ) as cur:
             return [
                 OutboxItem(
@@ -388,18 +388,19 @@ class SqliteStore:
                     state=r[5],
                     attempts=int(r[6]),
                     not_before=float(r[7]),
+                    digest_key=r[8],
                 )
                 for r in await cur.fetchall()
             ]
 
-    async def mark_sending(self, ids: Sequence[int]) -> None:
+    async def mark_sending(self, ids: Sequence[int], digest_key: str = "") -> None:
         async with self._transaction() as db:
             for chunk in _chunks(ids):
                 marks = ",".join("?" * len(chunk))
                 await db.execute(
-                    f"UPDATE outbox SET state = 'sending', attempts = attempts + 1 "  # noqa: S608
-                    f"WHERE id IN ({marks})",
-                    list(chunk),
+                    "UPDATE outbox SET state = 'sending', attempts = attempts + 1, "  # noqa: S608
+                    f"digest_key = ? WHERE id IN ({marks})",
+                    [digest_key, *chunk],
                 )
 
     async def record_deliveries(self, delivered: Sequence[tuple[OutboxItem, str]]) -> None:

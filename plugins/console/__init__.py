@@ -21,7 +21,7 @@ from typing import TextIO
 from bot import __version__
 from bot.config import PluginSettings, parse_plugin_config
 from bot.model import ChannelRef, RichMessage
-from bot.protocols import CommandHandler, Invocation, PluginContext
+from bot.protocols import CommandService, Invocation, PluginContext
 
 PLATFORM = "console"
 
@@ -84,7 +84,7 @@ class ConsoleChat:
     def _print(self, text: str) -> None:
         print(text, file=self._stdout, flush=True)
 
-    async def run(self, commands: CommandHandler) -> None:
+    async def run(self, commands: CommandService) -> None:
         default = ChannelRef(PLATFORM, self.settings.channel, self.settings.channel)
         user = self.settings.user or _whoami()
         self._print(
@@ -114,7 +114,7 @@ class ConsoleChat:
                 self._print("» Commands start with /; type /help to see them.")
                 continue
             command, _, args = text.partition(" ")
-            reply = await commands(Invocation(channel, user, command, args.strip()))
+            reply = await commands.handle(Invocation(channel, user, command, args.strip()))
             self._print("» " + reply.text.replace("\n", "\n  "))
         if not self.settings.exit_on_eof:
             await asyncio.Event().wait()

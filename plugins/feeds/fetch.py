@@ -21,6 +21,7 @@ from types import TracebackType
 import aiohttp
 from aiohttp import hdrs
 from aiohttp.abc import AbstractResolver
+from aiohttp.http_exceptions import ContentEncodingError
 from yarl import URL
 
 from bot.errors import Outcome, UpstreamError, UserError
@@ -300,6 +301,12 @@ class FeedFetcher:
         except aiohttp.ClientResponseError:
             message = f"{host} sent a malformed HTTP response"
             raise self._fail(host, Outcome.PARSE, message, started) from None
+        except aiohttp.ClientPayloadError as exc:
+            if isinstance(exc.__cause__, ContentEncodingError):
+                message = f"{host} sent a compressed body that could not be decoded"
+                raise self._fail(host, Outcome.PARSE, message, started) from None
+            message = f"{host} closed the connection before the response was complete"
+            raise self._fail(host, Outcome.STREAM_DROPPED, message, started) from None
         except (aiohttp.ClientError, ConnectionError):
             message = f"{host} closed the connection before the response was complete"
             raise self._fail(host, Outcome.STREAM_DROPPED, message, started) from None

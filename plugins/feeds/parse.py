@@ -27,7 +27,7 @@ import fastfeedparser
 import feedparser
 import msgspec
 
-from bot.html import absolute_http_url, html_to_text, plain_text
+from bot.html import absolute_http_url, clip_text, html_to_text, plain_text
 from bot.model import Author, Media, Post
 
 __all__ = ["FeedParseError", "ParsedFeed", "parse_feed"]
@@ -46,14 +46,12 @@ _XML_DECL_ENCODING: Final = re.compile(
     rb"""^\s*<\?xml[^>]*?\bencoding\s*=\s*["']([A-Za-z0-9._:-]+)["']"""
 )
 _CHARSET_PARAM: Final = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._:-]+)""", re.IGNORECASE)
-# Markup fastfeedparser reads wrongly: inline XHTML titles/summaries/bodies come out
-# empty, base64 content stays encoded, DOCTYPE entities are dropped. Any of these
-# sends the document to feedparser.
-_FAST_PATH_SPOILERS: Final = re.compile(
-    rb"""http://www\.w3\.org/1999/xhtml|\btype\s*=\s*["'](?:xhtml|application/xhtml)"""
-    rb"""|\bmode\s*=\s*["'](?:xml|base64)|<!ENTITY"""
-    # Unescaped markup straight inside a body element: fastfeedparser returns it empty.
-    rb"""|<(?:description|content:encoded|summary|title)\b[^>]*>\s*<[A-Za-z]"""
+# Markup fastfeedparser reads wrongly, which sends a document to feedparser: inline
+# XHTML titles/summaries/bodies come out empty, Atom 0.3 base64/xml modes stay raw,
+# DOCTYPE entities are dropped, unescaped markup right inside a body element is lost.
+_ATOM03_MODE: Final = re.compile(rb"""\bmode\s*=\s*["'](?:xml|base64)""")
+_NAKED_MARKUP: Final = re.compile(
+    rb"<(?:description|content:encoded|summary|title)\b[^>]*>\s*<[A-Za-z]"
 )
 # Atom titles default to plain text; a feed that marks them as HTML does so on every one.
 _ATOM_HTML_TITLE: Final = re.compile(
@@ -185,7 +183,10 @@ def _fast_path_ok(body: bytes, content_type: str) -> bool:
         ok = header in ("", declared)
     else:
         ok = header in ("utf-8", "ascii")
-    return ok and not _FAST_PATH_SPOILERS.search(body)
+    if not ok or b"xhtml" in body or b"<!ENTITY" in body:
+        return False
+    # Separate searches: one alternation over a large body is many times slower.
+    return not (b"mode" in body and _ATOM03_MODE.search(body)) and not _NAKED_MARKUP.search(body)
 
 
 def _fastfeedparser(body: bytes) -> dict[str, Any] | None:
@@ -211,22 +212,26 @@ def _feedparser(body: bytes, content_type: str) -> dict[str, Any]:
     headers = {"content-type": content_type} if content_type else {}
     try:
         # A stream, never bytes or str: feedparser opens strings as paths or URLs.
-        result: Any = feedparser.parse(io.BytesIO(body), response_headers=headers)
+        # Its sanitiser keeps the text inside <iframe> and the like; nh3 drops it, so
+        # it gets the raw markup, as from the fast path.
+        result: Any = feedparser.parse(
+            io.BytesIO(body), response_headers=headers, sanitize_html=False
+        )
     except Exception as exc:
         raise FeedParseError("the document is not valid XML or JSON") from exc
     if not isinstance(result, dict):
         raise FeedParseError("the document is not valid XML or JSON")
-    entries = dict.get(result, "entries")
-    if isinstance(entries, list) and entries:
+    head = body[len(_UTF8_BOM) :] if body.startswith(_UTF8_BOM) else body
+    root = _first_element_name(head.lstrip()[:4096].lower())
+    # feedparser calls any <item> an entry; only a recognised feed counts, even an
+    # empty one (a brand-new feed has no items yet). CDF has no version, only a root.
+    if dict.get(result, "version") or root in (b"rss", b"feed", b"rdf", b"channel"):
         return result
-    feed = _mapping(dict.get(result, "feed"))
-    if dict.get(result, "version") or feed.get("title") or feed.get("link"):
-        return result  # a real feed that has no items yet
-    if _first_element_name(body.lstrip()[:4096].lower()) in (b"html", b"head", b"body"):
+    if root in (b"html", b"head", b"body"):
         raise FeedParseError("this is an HTML page, not a feed")
-    if dict.get(result, "bozo"):
+    if dict.get(result, "bozo") and not (root and dict.get(result, "entries")):
         raise FeedParseError("the document is not valid XML or JSON")
-    raise FeedParseError("no feed entries found")
+    raise FeedParseError("no feed entries found in this XML document")
 
 
 # -- XML feeds (both parsers' shapes) ---------------------------------------------
@@ -237,7 +242,7 @@ def _build(
 ) -> ParsedFeed:
     """Posts from either parser's result; `fast` says which one produced `data`."""
     feed = _mapping(dict.get(data, "feed"))
-    title = _clip(plain_text(_str(feed.get("title"))), MAX_TITLE_CHARS)
+    title = clip_text(plain_text(_str(feed.get("title"))), MAX_TITLE_CHARS)
     link = absolute_http_url(_str(feed.get("link")), url) or _alternate_link(feed, url)
     feed_author = _person(feed)
     default_author = feed_author or Author(name=title or _host(url) or "feed")
@@ -278,9 +283,11 @@ def _entry_post(
     title = _entry_title(entry, fast=fast, html_titles=html_titles)
     body_html, is_plain = _entry_body(entry)
     if is_plain:
-        text, links = html_to_text(_stdlib_html.escape(body_html, quote=False))
+        text, links = html_to_text(
+            _stdlib_html.escape(body_html, quote=False), max_chars=MAX_TEXT_CHARS
+        )
     else:
-        text, links = html_to_text(body_html, url)
+        text, links = html_to_text(body_html, url, max_chars=MAX_TEXT_CHARS)
 
     native_id = _native_id(raw_id, raw_link, url, title, text)
     created = _entry_date(entry, "published")
@@ -289,7 +296,7 @@ def _entry_post(
         network=network,
         native_id=native_id,
         author=_person(entry) or author,
-        text=_clip(text, MAX_TEXT_CHARS),
+        text=text,
         permalink=link,
         title=title,
         links=tuple(links[:MAX_LINKS]),
@@ -358,8 +365,8 @@ def _entry_title(entry: Mapping[str, Any], *, fast: bool, html_titles: bool) -> 
     detail = _mapping(entry.get("title_detail"))
     literal = not html_titles if fast else _str(detail.get("type")).lower() == "text/plain"
     if literal:
-        return _clip(_literal_line(raw), MAX_TITLE_CHARS)
-    return _clip(plain_text(raw), MAX_TITLE_CHARS)
+        return clip_text(_literal_line(raw), MAX_TITLE_CHARS)
+    return clip_text(plain_text(raw), MAX_TITLE_CHARS)
 
 
 def _entry_body(entry: Mapping[str, Any]) -> tuple[str, bool]:
@@ -465,7 +472,7 @@ def _person_name(value: str) -> str:
         outside, _, inside = value[:-1].rpartition("<")
         if _EMAIL.match(inside.strip()) and outside.strip():
             value = outside.strip().strip('"')
-    return _clip(plain_text(value), 200)
+    return clip_text(plain_text(value), 200)
 
 
 def _entry_media(entry: Mapping[str, Any], base: str) -> tuple[Media, ...]:
@@ -474,7 +481,7 @@ def _entry_media(entry: Mapping[str, Any], base: str) -> tuple[Media, ...]:
     def add(href: object, alt: object = "") -> None:
         media_url = absolute_http_url(_str(href), base)
         if media_url and all(m.url != media_url for m in found) and len(found) < MAX_MEDIA:
-            found.append(Media(url=media_url, alt=_clip(plain_text(_str(alt)), 300)))
+            found.append(Media(url=media_url, alt=clip_text(plain_text(_str(alt)), 300)))
 
     enclosures = entry.get("enclosures")
     if enclosures is None:  # feedparser keeps them among the links
@@ -532,7 +539,7 @@ def _parse_json_feed(body: bytes, url: str, network: str) -> ParsedFeed:
     if not isinstance(items, list) or (version and "jsonfeed.org/version/" not in version):
         raise FeedParseError("this JSON document is not a JSON Feed")
 
-    title = _clip(plain_text(_str(data.get("title"))), MAX_TITLE_CHARS)
+    title = clip_text(plain_text(_str(data.get("title"))), MAX_TITLE_CHARS)
     link = absolute_http_url(_str(data.get("home_page_url")), url) or absolute_http_url(url)
     feed_author = _json_author(data, url)
     default_author = feed_author or Author(name=title or _host(url) or "feed")
@@ -561,13 +568,15 @@ def _json_item_post(item: Mapping[str, Any], *, url: str, network: str, author: 
         _str(item.get("external_url")), url
     )
     # JSON Feed titles are plain text by spec: "<blink>" in one is meant literally.
-    title = _clip(_literal_line(_str(item.get("title"))), MAX_TITLE_CHARS)
+    title = clip_text(_literal_line(_str(item.get("title"))), MAX_TITLE_CHARS)
     content_html = _str(item.get("content_html"))
     if content_html.strip():
-        text, links = html_to_text(content_html, url)
+        text, links = html_to_text(content_html, url, max_chars=MAX_TEXT_CHARS)
     else:
         plain = _str(item.get("content_text")) or _str(item.get("summary"))
-        text, links = html_to_text(_stdlib_html.escape(plain, quote=False))
+        text, links = html_to_text(
+            _stdlib_html.escape(plain, quote=False), max_chars=MAX_TEXT_CHARS
+        )
     native_id = _native_id(id_text, raw_link, url, title, text)
 
     media: list[Media] = []
@@ -582,7 +591,7 @@ def _json_item_post(item: Mapping[str, Any], *, url: str, network: str, author: 
     for href, alt in candidates:
         media_url = absolute_http_url(_str(href), url)
         if media_url and all(m.url != media_url for m in media) and len(media) < MAX_MEDIA:
-            media.append(Media(url=media_url, alt=_clip(plain_text(_str(alt)), 300)))
+            media.append(Media(url=media_url, alt=clip_text(plain_text(_str(alt)), 300)))
 
     created = _date_from_str(_str(item.get("date_published")))
     updated = _date_from_str(_str(item.get("date_modified")))
@@ -590,7 +599,7 @@ def _json_item_post(item: Mapping[str, Any], *, url: str, network: str, author: 
         network=network,
         native_id=native_id,
         author=_json_author(item, url) or author,
-        text=_clip(text, MAX_TEXT_CHARS),
+        text=text,
         permalink=link,
         title=title,
         links=tuple(links[:MAX_LINKS]),
@@ -605,7 +614,7 @@ def _json_author(node: Mapping[str, Any], base: str) -> Author | None:
     people = [_mapping(a) for a in _list(node.get("authors"))]
     people.append(_mapping(node.get("author")))
     for person in people:
-        name = _clip(plain_text(_str(person.get("name"))), 200)
+        name = clip_text(plain_text(_str(person.get("name"))), 200)
         if name:
             return Author(
                 name=name,
@@ -643,17 +652,6 @@ def _list(value: object) -> list[Any]:
 def _literal_line(text: str) -> str:
     """Plain text (never markup) squeezed onto one line."""
     return " ".join(text.split())
-
-
-def _clip(text: str, limit: int) -> str:
-    """`text` cut at a word boundary to at most `limit` characters, marked with "…"."""
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    if space > limit * 0.8:
-        cut = cut[:space]
-    return cut.rstrip() + "…"
 
 
 def _host(url: str) -> str:
