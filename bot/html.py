@@ -85,7 +85,7 @@ _PARAGRAPH_TAGS: Final = frozenset(
 _LINE_TAGS: Final = frozenset({"caption", "dd", "div", "dt", "figcaption", "hr", "li", "tr"})
 _CELL_TAGS: Final = frozenset({"td", "th"})
 
-_BAD_URL_CHARS: Final = re.compile(r"[\x00-\x20\x7f]")
+_BAD_URL_CHARS: Final = re.compile(r"[\x00-\x1f\x7f]")
 _ABSOLUTE_HTTP: Final = re.compile(r"https?://", re.IGNORECASE)
 _TAG_LIKE: Final = re.compile(r"<[A-Za-z!/?]")
 _SPACES: Final = re.compile(r"[ \t\f\v\r\n\u00a0]+")
@@ -111,9 +111,10 @@ def absolute_http_url(href: str, base_url: str = "") -> str:
             href = urljoin(base_url, href)
         parts = urlsplit(href)
         scheme = parts.scheme.lower()
-        if scheme not in ("http", "https") or not parts.hostname:
+        if scheme not in ("http", "https") or not parts.hostname or " " in parts.netloc:
             return ""
-        return scheme + href[len(parts.scheme) :]
+        # Sloppy feeds put raw spaces in paths ("/my photo.jpg"); chat clients cut there.
+        return scheme + href[len(parts.scheme) :].replace(" ", "%20")
     except (ValueError, TypeError):
         return ""
 
@@ -256,12 +257,17 @@ def _same_link(shown: str, url: str) -> bool:
         for prefix in ("https://", "http://"):
             if s.startswith(prefix):
                 s = s[len(prefix) :]
-        s = s.removeprefix("www.")
-        return s.rstrip("/").rstrip("…").rstrip(".")
+        return s.removeprefix("www.").rstrip("/")
 
     a, b = bare(shown), bare(url)
-    # Sites often shorten long urls in the visible text ("example.com/very/lo…").
-    return a == b or (len(a) >= 10 and b.startswith(a))
+    if a == b:
+        return True
+    # Sites shorten long urls in the visible text: "example.com/very/lo…".
+    for ellipsis in ("…", "..."):
+        if a.endswith(ellipsis):
+            prefix = a.removesuffix(ellipsis)
+            return len(prefix) >= 10 and b.startswith(prefix)
+    return False
 
 
 def _tidy(text: str) -> str:

@@ -13,6 +13,8 @@ from typing import Any
 
 import fastfeedparser
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.model import Post
 from plugins.feeds.parse import FeedParseError, ParsedFeed, parse_feed
@@ -551,3 +553,45 @@ def test_never_reads_a_local_file_named_by_the_body(tmp_path: Path) -> None:
     secret.write_text(rss("SECRET", "leaked"))
     with pytest.raises(FeedParseError):
         parse_feed(str(secret).encode())
+
+
+# -- robustness beyond the corpus ---------------------------------------------------------
+
+FIXTURE_NAMES = [
+    "rss20.xml",
+    "rss20_no_guid.xml",
+    "atom10.xml",
+    "jsonfeed10.json",
+    "jsonfeed11.json",
+]
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_truncated_documents_fail_cleanly(name: str) -> None:
+    """A download cut short anywhere gives posts or a FeedParseError, nothing else."""
+    body = fixture(name)
+    for end in range(0, len(body), 7):
+        try:
+            feed = parse_feed(body[:end], url=FEED_URL)
+        except FeedParseError:
+            continue
+        assert not list(post_problems(feed)), f"cut at byte {end}"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    name=st.sampled_from(FIXTURE_NAMES),
+    cuts=st.lists(st.tuples(st.integers(0, 3000), st.integers(0, 40), st.binary(max_size=12))),
+    content_type=st.sampled_from(["", "application/rss+xml; charset=big5", "application/json"]),
+)
+def test_mangled_documents_fail_cleanly(
+    name: str, cuts: list[tuple[int, int, bytes]], content_type: str
+) -> None:
+    body = bytearray(fixture(name))
+    for start, length, insert in cuts:
+        body[start : start + length] = insert
+    try:
+        feed = parse_feed(bytes(body), content_type=content_type, url=FEED_URL)
+    except FeedParseError:
+        return
+    assert not list(post_problems(feed))

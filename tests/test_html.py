@@ -91,6 +91,15 @@ def test_link_whose_text_is_the_url_is_shown_once() -> None:
     assert links == ["https://example.org/a", "https://www.example.org/b/"]
 
 
+def test_link_shortened_in_its_text_is_not_repeated() -> None:
+    html = '<a href="https://example.org/very/long/path?x=1">example.org/very/lo…</a>'
+    assert text_of(html) == "example.org/very/lo…"
+    # a mere prefix without an ellipsis is a different page: show where it goes
+    assert text_of('<a href="https://example.org/docs/a">example.org/docs</a>') == (
+        "example.org/docs (https://example.org/docs/a)"
+    )
+
+
 def test_link_without_text_shows_the_url() -> None:
     text, links = html_to_text('<a href="https://example.org/pic"><img src="x.png"></a>')
     assert text == "https://example.org/pic"
@@ -248,6 +257,9 @@ def test_plain_text_gives_one_line() -> None:
         ("javascript:alert(1)", "https://example.com/", ""),
         ("data:image/png;base64,AAAA", "", ""),
         ("https://exa mple.com/", "", ""),
+        ("https://example.com/my photo.jpg", "", "https://example.com/my%20photo.jpg"),
+        ("HTTPS://Example.com/A", "", "https://Example.com/A"),
+        ("https://example.com/\nx", "", ""),
         ("http://[bad", "", ""),
         ("https://", "", ""),
     ],

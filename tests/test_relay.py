@@ -204,3 +204,20 @@ async def test_a_burst_becomes_a_digest_and_every_post_is_listed_once(
     for n in range(30):
         assert shown.count(f"Burst {n:02d}") == 1, n
     assert await bot.app.store.outbox_depth() == 0
+
+
+async def test_numbered_items_of_two_feeds_do_not_hide_each_other(
+    start_bot: StartBot, feed_server: FeedServer
+) -> None:
+    bot = await start_bot()
+    one = feed_server.add_feed("one")
+    other = feed_server.add_feed("other")
+    await bot.say(f"/follow feeds {feed_server.feed_url('one')}")
+    # The same server under another name: a different host, as two sites would be.
+    await bot.say(
+        f"/follow feeds {feed_server.feed_url('other').replace('127.0.0.1', 'localhost')}"
+    )
+    one.add_item(guid="1", title="First of one")
+    other.add_item(guid="1", title="First of other")
+    await bot.poll_all()
+    assert sorted(s.message.title for s in bot.chat.sent) == ["First of one", "First of other"]

@@ -7,7 +7,10 @@ does not re-post its items.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 from pydantic import Field
@@ -15,13 +18,17 @@ from pydantic import Field
 from bot import __version__
 from bot.config import PluginSettings, parse_plugin_config
 from bot.errors import Outcome, UpstreamError, UserError
-from bot.model import FetchResult, Target, TargetKind
+from bot.model import FetchResult, Post, Target, TargetKind
 from bot.netguard import check_url_syntax
 from bot.protocols import HealthRecorder, PluginContext, Publisher, Source
 from plugins.feeds.fetch import FeedFetcher
 from plugins.feeds.parse import FeedParseError, parse_feed
 
 NAME = "feeds"
+# Above this size parsing may take tens of milliseconds: keep it off the event loop.
+_THREAD_PARSE_BYTES = 256_000
+# URLs, URNs, tag: URIs and hashes are unique beyond one feed; short counters are not.
+_GLOBAL_ID = re.compile(r"^([a-z][a-z0-9+.-]*:\S|hash:|[0-9a-f-]{32,}$|\S{24,})", re.IGNORECASE)
 
 
 class FeedsSettings(PluginSettings):
@@ -91,7 +98,25 @@ class FeedsSource:
             host = urlsplit(response.url).hostname or ""
             self._health.record(self._network, host, Outcome.PARSE, detail=str(err))
             raise UpstreamError(Outcome.PARSE, f"it is not a feed ({err})") from None
-        return FetchResult(parsed.posts, new_cursor)
+        return FetchResult(scope_ids(parsed.posts, target.key), new_cursor)
+
+
+def scope_ids(posts: list[Post], feed_url: str) -> list[Post]:
+    """Give ids that are not globally unique (guid "1", "42") their feed's host.
+
+    RSS guids and Atom ids are meant to be unique everywhere, and then the same
+    item reached through two addresses is delivered once. Many feeds number their
+    items instead; unscoped, item "1" of one feed would hide item "1" of another.
+    """
+    host = ""
+    scoped = []
+    for post in posts:
+        if _GLOBAL_ID.match(post.native_id):
+            scoped.append(post)
+            continue
+        host = host or (urlsplit(feed_url).hostname or "")
+        scoped.append(replace(post, native_id=f"{host}/{post.native_id}"))
+    return scoped
 
 
 class FeedsNetwork:

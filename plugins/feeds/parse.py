@@ -77,7 +77,7 @@ class ParsedFeed:
 def parse_feed(
     body: bytes, *, content_type: str = "", url: str = "", network: str = "feeds"
 ) -> ParsedFeed:
-    """Parse one fetched feed document into posts, oldest-or-newest as the feed lists them.
+    """Parse one fetched feed document into posts, in the order the document lists them.
 
     `content_type` is the HTTP header (its charset matters); `url` is the address the
     document came from, used to resolve relative links. Raises only `FeedParseError`.
@@ -387,7 +387,7 @@ def _entry_body(entry: Mapping[str, Any]) -> tuple[str, bool]:
         value = _str(entry.get(key))
         if value.strip():
             detail = _mapping(entry.get("summary_detail"))
-            return value, _str(detail.get("type")).lower() == "text/plain" and not _has_tag(value)
+            return value, _str(detail.get("type")).lower() == "text/plain"
     return "", False
 
 
@@ -399,10 +399,6 @@ def _is_textual(kind: str) -> bool:
         or kind.startswith("text/")
         or ("html" in kind or kind.endswith("xml"))
     )
-
-
-def _has_tag(value: str) -> bool:
-    return bool(re.search(r"<[A-Za-z/!]", value))
 
 
 def _entry_date(entry: Mapping[str, Any], key: str) -> datetime | None:
