@@ -1,1 +1,1 @@
-"""Built-in network and chat plugins; each registers through an entry point like a third-party one."""
+"""Built-in network and chat plugins, registered through entry points like third-party ones."""

@@ -8,6 +8,7 @@ does not re-post its items.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 from dataclasses import replace
@@ -88,12 +89,15 @@ class FeedsSource:
         if response.not_modified:
             return FetchResult([], new_cursor or cursor, not_modified=True)
         try:
-            parsed = parse_feed(
+            parse = functools.partial(
+                parse_feed,
                 response.body,
                 content_type=response.content_type,
                 url=response.url,
                 network=self._network,
             )
+            big = len(response.body) > _THREAD_PARSE_BYTES
+            parsed = await asyncio.to_thread(parse) if big else parse()
         except FeedParseError as err:
             host = urlsplit(response.url).hostname or ""
             self._health.record(self._network, host, Outcome.PARSE, detail=str(err))

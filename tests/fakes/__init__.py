@@ -1,1 +1,1 @@
-"""Local stand-ins for services that cannot be reached from here; each speaks the real wire format."""
+"""Local stand-ins for services unreachable from here, speaking the real wire format."""
