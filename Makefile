@@ -13,7 +13,7 @@ $(BIN)/python:
 
 # The same install step as docker/Dockerfile: `pip install .`
 $(VENV)/.run-installed: $(BIN)/python $(SOURCES)
-	$(BIN)/pip install --quiet .
+	$(BIN)/pip install . --quiet
 	touch $@
 
 $(VENV)/.dev-installed: $(BIN)/python $(SOURCES)

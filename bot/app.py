@@ -24,6 +24,7 @@ from bot.errors import UserError
 from bot.filters import CompiledFilters
 from bot.health import HealthBook
 from bot.model import ChannelRef, Filters, Post, Subscription, Target
+from bot.outage import HostState, OutageRules, OutageWatch, duration
 from bot.plugins import CHAT_GROUP, NETWORK_GROUP, discover, load_factory
 from bot.protocols import Chat, Invocation, Network, PluginContext, Source, StreamingSource
 from bot.relay import Follower, Relay, ResourceState
@@ -79,6 +80,25 @@ class App:
             max_backoff_s=settings.max_backoff_s,
             max_concurrent_polls=settings.max_concurrent_polls,
         )
+        self.outages = OutageWatch(
+            store,
+            chats,
+            clock,
+            rules=OutageRules(
+                failures_to_down=settings.outage_failures,
+                window_s=settings.outage_window_s,
+                degraded_rate=settings.outage_degraded_rate,
+                down_rate=settings.outage_down_rate,
+                min_requests=settings.outage_min_requests,
+                successes_to_up=settings.outage_recovery_successes,
+            ),
+            affected=self.affected_channels,
+            admitted=self._admitted_on,
+            announce=settings.outage_announce,
+            quiet_channels=frozenset(settings.outage_quiet_channels),
+            update_every_s=settings.outage_update_s,
+        )
+        health.listener = self.outages.observe
         self.commands = Commands(self)
         self.started_at = time.monotonic()
         self._aliases = {
@@ -285,6 +305,25 @@ class App:
             f"stream-{network}", lambda: stream.stream(targets, cursors, sink)
         )
 
+    def _on_host(self, network: str, host: str) -> list[ResourceState]:
+        return [
+            state
+            for state in self.scheduler.states.values()
+            if state.host == host and state.stored.target.network == network
+        ]
+
+    def affected_channels(self, network: str, host: str) -> dict[int, tuple[ChannelRef, int]]:
+        """Channels with follows on `host`, and how many follows each has there."""
+        channels: dict[int, tuple[ChannelRef, int]] = {}
+        for state in self._on_host(network, host):
+            for follower in state.followers:
+                ref, count = channels.get(follower.channel_id, (follower.subscription.channel, 0))
+                channels[follower.channel_id] = (ref, count + 1)
+        return channels
+
+    def _admitted_on(self, network: str, host: str) -> int:
+        return sum(state.admitted for state in self._on_host(network, host))
+
     async def _paused(self, item: OutboxItem, reason: str) -> None:
         await self.store.pause_subscription(item.subscription_id, reason)
         for state in self.scheduler.states.values():
@@ -307,23 +346,41 @@ class App:
         by_network = self.health.by_network()
         for name in sorted(self.networks):
             hosts = by_network.get(name, [])
-            failing = [h for h in hosts if h.consecutive_failures]
             if not hosts:
                 lines.append(f"{name}: no requests yet")
                 continue
+            trackers = {t.host: t for t in self.outages.state_of(name)}
+            unwell = [t for t in trackers.values() if t.state is not HostState.UP]
             last_ok = max((h.last_ok_at or 0 for h in hosts), default=0)
-            state = "ok" if not failing else f"{len(failing)} of {len(hosts)} hosts failing"
+            state = (
+                "up" if not unwell else ", ".join(f"{t.host} {t.state.value}" for t in unwell[:5])
+            )
             ok_text = f", last success {_hhmm(last_ok)}" if last_ok else ""
-            lines.append(f"{name}: {state} — {len(hosts)} hosts{ok_text}")
-            for h in failing[:10]:
-                since = _hhmm(h.last_failure_at or 0)
+            count = f"{len(hosts)} host{'s' if len(hosts) != 1 else ''}"
+            lines.append(f"{name}: {state} — {count}{ok_text}")
+            for h in [h for h in hosts if h.consecutive_failures][:10]:
+                outage = self.outages.open.get((name, h.host))
+                since = _hhmm(outage.started_at) if outage else _hhmm(h.last_failure_at or 0)
                 lines.append(
-                    f"  {h.host}: {h.consecutive_failures} failures in a row "
-                    f"(last {since}: {h.last_outcome.value}"
+                    f"  {h.host}: {h.consecutive_failures} failures in a row since {since} "
+                    f"(last: {h.last_outcome.value}"
                     + (f" {h.last_status}" if h.last_status else "")
                     + (f" — {h.last_detail}" if h.last_detail else "")
                     + ")"
                 )
+        history = await self.store.recent_outages(5)
+        if history:
+            lines.append("Recent outages:")
+            for past in history:
+                start = _hhmm(past.started_at)
+                if past.ended_at is None:
+                    lines.append(f"  {past.host} ({past.network}): down since {start}, ongoing")
+                else:
+                    lines.append(
+                        f"  {past.host} ({past.network}): {start}, lasted "
+                        f"{duration(past.ended_at - past.started_at)}, "
+                        f"{past.caught_up} posts caught up"
+                    )
         return "\n".join(lines)
 
     # --- lifecycle ------------------------------------------------------------------
@@ -338,6 +395,7 @@ class App:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
         await self.health.load(self.store)
+        await self.outages.load()
         count = await self.load_resources()
         requeued = await self.dispatcher.recover()
         log.info("Starling %s: %d sources, %d deliveries resumed", __version__, count, requeued)
@@ -346,6 +404,7 @@ class App:
         for network in self.networks:
             self._restart_stream(network)
         self.supervisor.supervise("health-flush", self._flush_health_forever)
+        self.supervisor.supervise("outages", self.outages.run)
         self.supervisor.supervise("heartbeat", self._heartbeat_forever)
         chat_tasks = [
             self.supervisor.supervise(f"chat-{name}", functools.partial(chat.run, self.commands))

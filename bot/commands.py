@@ -89,7 +89,7 @@ def parse_follow(args: str, *, max_backlog: int) -> FollowArgs:
             check_regex(value)
             regex = value
         elif name == "last":
-            if not value.isdigit() or int(value) > max_backlog:
+            if not (value.isascii() and value.isdigit()) or int(value) > max_backlog:
                 raise UserError(f"--last takes a number from 0 to {max_backlog}")
             last = int(value)
         else:
@@ -186,7 +186,9 @@ class Commands:
         network = app.network(parsed.network)
         if network.source is None:
             raise UserError(f"{network.name} cannot be followed (it only publishes)")
-        interval = parsed.interval_s or app.settings.default_interval_s
+        interval = (
+            parsed.interval_s if parsed.interval_s is not None else app.settings.default_interval_s
+        )
         if interval < app.settings.min_interval_s:
             raise UserError(
                 f"--every must be at least {_every(app.settings.min_interval_s)} on this server"
@@ -209,7 +211,7 @@ class Commands:
 
     async def unfollow(self, inv: Invocation) -> Reply:
         arg = inv.args.strip().lstrip("#")
-        if not arg.isdigit():
+        if not (arg.isascii() and arg.isdigit()):
             raise UserError("give the subscription id from /list, e.g. /unfollow 3")
         sub = await self._app.unsubscribe(inv.channel, int(arg))
         if sub is None:

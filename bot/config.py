@@ -56,6 +56,15 @@ class Settings(BaseSettings):
     digest_threshold: int = Field(default=20, ge=0)
     digest_max_items: int = Field(default=25, ge=2, le=100)
     allow_private_addresses: bool = Field(default=False)
+    outage_announce: bool = Field(default=True)
+    outage_quiet_channels: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    outage_failures: int = Field(default=3, ge=1)
+    outage_window_s: float = Field(default=300.0, ge=10.0)
+    outage_degraded_rate: float = Field(default=0.2, gt=0.0, le=1.0)
+    outage_down_rate: float = Field(default=0.5, gt=0.0, le=1.0)
+    outage_min_requests: int = Field(default=6, ge=1)
+    outage_recovery_successes: int = Field(default=2, ge=1)
+    outage_update_s: float = Field(default=600.0, ge=5.0)
     shutdown_grace_s: float = Field(default=20.0, ge=0.0)
     health_flush_s: float = Field(default=15.0, ge=0.5)
     heartbeat_s: float = Field(default=30.0, ge=1.0)
@@ -69,7 +78,7 @@ class Settings(BaseSettings):
             raise ValueError("use DEBUG, INFO, WARNING or ERROR")
         return level
 
-    @field_validator("chats", mode="before")
+    @field_validator("chats", "outage_quiet_channels", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -31,6 +31,30 @@ class Outcome(enum.StrEnum):
     def is_failure(self) -> bool:
         return self not in (Outcome.OK, Outcome.NOT_MODIFIED)
 
+    @property
+    def is_outage_signal(self) -> bool:
+        """Failures that say the service is unwell, not that one request was wrong.
+
+        A 404 for one feed, a parse error or a blocked address is about that
+        resource; timeouts, refusals, 5xx, 429 storms, dropped streams and rejected
+        credentials are about the service.
+        """
+        return self in _OUTAGE_SIGNALS
+
+
+_OUTAGE_SIGNALS = frozenset(
+    {
+        Outcome.TIMEOUT,
+        Outcome.REFUSED,
+        Outcome.DNS,
+        Outcome.TLS,
+        Outcome.HTTP_5XX,
+        Outcome.RATE_LIMITED,
+        Outcome.AUTH,
+        Outcome.STREAM_DROPPED,
+    }
+)
+
 
 class UserError(Exception):
     """Bad input from a chat member; `str(err)` is the one-line answer shown to them."""

@@ -51,4 +51,7 @@ class CompiledFilters:
             return False
         if any(word in folded for word in self.exclude):
             return False
-        return not (self.regex is not None and self.regex.search(haystack) is None)
+        if self.regex is None:
+            return True
+        # Searched separately so `^` anchors at the start of the text as well as the title.
+        return bool(self.regex.search(post.title) or self.regex.search(post.text))

@@ -8,11 +8,25 @@ outage work reads for error rates and timelines.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from bot.clock import Clock
 from bot.errors import Outcome
 from bot.store.base import HealthHost, HealthMinute, Store
+
+
+class _HostHolder(Protocol):
+    host: str
+
+
+# Set by the relay around each poll: every outcome a plugin records while fetching
+# tells that resource which host it lives on, for the outage work to count follows.
+polling: ContextVar[_HostHolder | None] = ContextVar("polling", default=None)
+
+OutcomeListener = Callable[[str, str, Outcome, str], None]
 
 
 @dataclass(slots=True)
@@ -33,6 +47,7 @@ class HealthBook:
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
+        self.listener: OutcomeListener | None = None
         self.hosts: dict[tuple[str, str], HostHealth] = {}
         self._pending: dict[tuple[str, str, int, Outcome], list[float]] = {}
         self._dirty: set[tuple[str, str]] = set()
@@ -69,6 +84,11 @@ class HealthBook:
             bucket[0] += 1
             bucket[1] += latency_s
         self._dirty.add(key)
+        holder = polling.get()
+        if holder is not None and holder.host != host:
+            holder.host = host
+        if self.listener is not None:
+            self.listener(network, host, outcome, detail)
 
     async def load(self, store: Store) -> None:
         """Restore last-known state so `/status` after a restart still says what failed."""

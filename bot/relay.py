@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from bot.crashpoints import crashpoint
 from bot.dispatch import Dispatcher
 from bot.filters import CompiledFilters
+from bot.health import polling
 from bot.model import FetchResult, Post, RichMessage, Subscription
 from bot.protocols import Source
 from bot.render import render
@@ -48,6 +49,8 @@ class ResourceState:
     interval_s: float
     cursor: str | None
     digest: int = 0  # hash of the last fetch's keys: unchanged → no database work
+    host: str = ""  # the host its last request went to (for outage announcements)
+    admitted: int = 0  # posts queued so far this run (for "N posts caught up")
     advance: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -75,7 +78,11 @@ class Relay:
     async def poll(self, state: ResourceState) -> FetchResult:
         """Fetch one resource and queue what is new; raises `UpstreamError` on failure."""
         target = state.stored.target
-        result = await self._sources[target.network].fetch(target, state.cursor)
+        token = polling.set(state)
+        try:
+            result = await self._sources[target.network].fetch(target, state.cursor)
+        finally:
+            polling.reset(token)
         if not result.not_modified:
             await self.ingest(state, result.posts, result.cursor)
         return result
@@ -91,6 +98,7 @@ class Relay:
                 state.id, keys, lambda fresh: self._rows(state, by_uid, fresh)
             )
             self.admitted += len(items)
+            state.admitted += len(items)
             if items:
                 crashpoint("after_admit")
         state.digest = digest

@@ -11,23 +11,25 @@ from __future__ import annotations
 
 import re
 
-from bot.model import Post, RichMessage
+from bot.model import Media, Post, RichMessage
 
 _ZW = "\u2060"  # word joiner: invisible, and breaks every platform's mention parser
 _BROADCAST = re.compile(r"@(everyone|here|channel|all)\b", re.IGNORECASE)
 _PLATFORM_MENTION = re.compile(r"<([@#!])")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 TEXT_LIMIT = 1000
 TITLE_LIMIT = 200
 AUTHOR_LIMIT = 80
 URL_LIMIT = 2000
 MAX_IMAGES = 4
+ALT_LIMIT = 300
 
 
 def defuse(text: str) -> str:
     """Neutralise mentions and control characters in untrusted text."""
-    text = _CONTROL.sub("", text)
+    text = _CONTROL.sub("", _ANSI.sub("", text))
     text = _BROADCAST.sub(lambda m: f"@{_ZW}{m.group(1)}", text)
     return _PLATFORM_MENTION.sub(lambda m: f"<{_ZW}{m.group(1)}", text)
 
@@ -50,13 +52,18 @@ def _safe_url(url: str) -> str:
 
 
 def render(post: Post, *, text_limit: int = TEXT_LIMIT, footer: str = "") -> RichMessage:
-    title = defuse(cap(" ".join(post.title.split()), TITLE_LIMIT))
-    text = defuse(cap(post.text.strip(), text_limit))
+    # Defuse first, then cap: defusing adds characters, capping only removes them.
+    title = cap(defuse(" ".join(post.title.split())), TITLE_LIMIT)
+    text = cap(defuse(post.text.strip()), text_limit)
     if title and text.startswith(title):
         # Feeds without a separate body repeat the title as text; say it once.
         text = text[len(title) :].lstrip()
-    author = defuse(cap(" ".join(post.author.name.split()), AUTHOR_LIMIT))
-    images = tuple(m for m in post.media if m.kind == "image" and _safe_url(m.url))[:MAX_IMAGES]
+    author = cap(defuse(" ".join(post.author.name.split())), AUTHOR_LIMIT)
+    images = tuple(
+        Media(m.url, m.kind, cap(defuse(" ".join(m.alt.split())), ALT_LIMIT))
+        for m in post.media
+        if m.kind == "image" and _safe_url(m.url)
+    )[:MAX_IMAGES]
     return RichMessage(
         text=text,
         title=title,

@@ -24,7 +24,7 @@ class Supervisor:
         """Run `factory()` forever: restart it with backoff whenever it raises."""
 
         async def keep_running() -> None:
-            backoff = 1.0
+            backoff = min(1.0, self._max_backoff_s)
             while True:
                 try:
                     await factory()

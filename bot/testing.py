@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from bot.errors import ChatError
 from bot.model import ChannelRef, RichMessage
@@ -65,6 +67,7 @@ class RecordingChat:
         return self.sent
 
     async def run(self, commands: CommandService) -> None:
+        self._closed.clear()  # the same chat may serve a restarted bot
         self._handler = commands
         await self._closed.wait()
 
@@ -87,4 +90,29 @@ class RecordingChat:
         return self._by_key.get(key)
 
     async def aclose(self) -> None:
+        self._handler = None
         self._closed.set()
+
+
+class FakeClock:
+    """Wall-clock time that tests move forward, so an hours-long outage takes seconds.
+
+    `monotonic` and `sleep` stay real: the scheduler and pacing keep working.
+    """
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._start = start or datetime(2026, 11, 23, 14, 2, tzinfo=UTC)
+        self._offset = timedelta()
+        self._real_start = time.monotonic()
+
+    def advance(self, **delta: float) -> None:
+        self._offset += timedelta(**delta)
+
+    def now(self) -> datetime:
+        return self._start + self._offset + timedelta(seconds=time.monotonic() - self._real_start)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)

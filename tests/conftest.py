@@ -11,7 +11,9 @@ from typing import Any
 import pytest_asyncio
 
 from bot.app import App
+from bot.clock import Clock
 from bot.config import load_settings
+from bot.errors import UpstreamError
 from bot.protocols import Network
 from bot.testing import RecordingChat
 
@@ -40,6 +42,13 @@ class RunningBot:
             if state.advance is not None:
                 await asyncio.wait([state.advance])
 
+    async def poll_all_tolerant(self) -> None:
+        """Poll everything once, as the scheduler would, failures included."""
+        for state in list(self.app.scheduler.states.values()):
+            with contextlib.suppress(UpstreamError):
+                await self.app.relay.poll(state)
+        await self.app.dispatcher.drain()
+
     async def stop(self) -> None:
         self.app.stop()
         await asyncio.wait_for(self.task, 30)
@@ -56,6 +65,7 @@ async def start_bot(tmp_path: Path) -> AsyncIterator[StartBot]:
     async def start(
         chat: RecordingChat | None = None,
         extra_networks: dict[str, Network] | None = None,
+        clock: Clock | None = None,
         **overrides: Any,
     ) -> RunningBot:
         options: dict[str, Any] = {
@@ -69,7 +79,9 @@ async def start_bot(tmp_path: Path) -> AsyncIterator[StartBot]:
         options.update(overrides)
         settings = load_settings(**options)
         chat = chat or RecordingChat()
-        app = await App.create(settings, chats={chat.name: chat}, extra_networks=extra_networks)
+        app = await App.create(
+            settings, chats={chat.name: chat}, extra_networks=extra_networks, clock=clock
+        )
         task = asyncio.create_task(app.run())
         for _ in range(100):
             if chat.ready:

@@ -183,7 +183,7 @@ async def test_failing_feed_backs_off_and_shows_in_status(
     hits = feed_server.hits["/feeds/flaky"]
     assert 2 <= hits <= 5, f"expected exponential backoff, got {hits} requests in 1.5 s"
     status = await bot.say("/status")
-    assert "failing" in status
+    assert "failures in a row" in status
     assert "http_4xx 404" in status
     assert feed is not None
 

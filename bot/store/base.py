@@ -65,6 +65,26 @@ class HealthHost:
     consecutive_failures: int
 
 
+@dataclass(frozen=True, slots=True)
+class StoredNotice:
+    channel_id: int
+    channel: ChannelRef
+    message_ref: str
+    affected: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOutage:
+    id: int
+    network: str
+    host: str
+    started_at: float
+    ended_at: float | None
+    detail: str
+    caught_up: int
+    notices: tuple[StoredNotice, ...] = ()
+
+
 class Store(Protocol):
     async def close(self) -> None: ...
 
@@ -138,3 +158,15 @@ class Store(Protocol):
     ) -> None: ...
 
     async def load_health_hosts(self) -> list[HealthHost]: ...
+
+    async def open_outage(self, network: str, host: str, started_at: float, detail: str) -> int: ...
+
+    async def add_outage_notice(
+        self, outage_id: int, channel_id: int, message_ref: str, affected: int
+    ) -> None: ...
+
+    async def close_outage(self, outage_id: int, ended_at: float, caught_up: int) -> None: ...
+
+    async def load_open_outages(self) -> list[StoredOutage]: ...
+
+    async def recent_outages(self, limit: int) -> list[StoredOutage]: ...

@@ -21,7 +21,15 @@ import aiosqlite
 import msgspec
 
 from bot.model import ChannelRef, Filters, RichMessage, Subscription, Target, TargetKind
-from bot.store.base import HealthHost, HealthMinute, NewOutboxRow, OutboxItem, StoredResource
+from bot.store.base import (
+    HealthHost,
+    HealthMinute,
+    NewOutboxRow,
+    OutboxItem,
+    StoredNotice,
+    StoredOutage,
+    StoredResource,
+)
 
 _CHUNK = 400  # rows per multi-row statement, well under SQLite's variable limit
 _encoder = msgspec.json.Encoder()
@@ -49,6 +57,7 @@ class SqliteStore:
         self._db: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._channels: dict[int, ChannelRef] = {}
+        self._new_channels: dict[int, ChannelRef] = {}  # cached only once committed
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -98,14 +107,20 @@ class SqliteStore:
             try:
                 yield self.db
             except BaseException:
+                self._new_channels.clear()
                 await self.db.execute("ROLLBACK")
                 raise
             await self.db.execute("COMMIT")
+            self._channels.update(self._new_channels)
+            self._new_channels.clear()
+
+    def _channel(self, channel_id: int) -> ChannelRef:
+        return self._channels.get(channel_id) or self._new_channels[channel_id]
 
     # --- channels and subscriptions -------------------------------------------------
 
     async def _ensure_channel(self, db: aiosqlite.Connection, channel: ChannelRef) -> int:
-        for cid, ref in self._channels.items():
+        for cid, ref in (*self._channels.items(), *self._new_channels.items()):
             if ref.platform == channel.platform and ref.native_id == channel.native_id:
                 return cid
         async with db.execute(
@@ -115,7 +130,7 @@ class SqliteStore:
         ) as cur:
             row = await cur.fetchone()
         assert row is not None
-        self._channels[int(row[0])] = channel
+        self._new_channels[int(row[0])] = channel
         return int(row[0])
 
     async def ensure_channel(self, channel: ChannelRef) -> int:
@@ -214,7 +229,7 @@ class SqliteStore:
     def _sub_from_row(self, row: Any) -> Subscription:
         return Subscription(
             id=int(row[0]),
-            channel=self._channels[int(row[1])],
+            channel=self._channel(int(row[1])),
             target=Target(row[2], TargetKind(row[3]), row[4], row[5]),
             filters=_filters_decoder.decode(row[6]),
             interval_s=float(row[7]),
@@ -342,7 +357,7 @@ class SqliteStore:
                         OutboxItem(
                             id=int(row[0]),
                             channel_id=new.channel_id,
-                            channel=self._channels[new.channel_id],
+                            channel=self._channel(new.channel_id),
                             subscription_id=new.subscription_id,
                             post_uid=new.post_uid,
                             message=new.message,
@@ -483,6 +498,77 @@ class SqliteStore:
             (since_minute,),
         ) as cur:
             return [HealthMinute(*row) for row in await cur.fetchall()]
+
+    # --- outages --------------------------------------------------------------------
+
+    async def open_outage(self, network: str, host: str, started_at: float, detail: str) -> int:
+        async with (
+            self._transaction() as db,
+            db.execute(
+                "INSERT INTO outages (network, host, started_at, detail) VALUES (?, ?, ?, ?) "
+                "RETURNING id",
+                (network, host, started_at, detail[:500]),
+            ) as cur,
+        ):
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def add_outage_notice(
+        self, outage_id: int, channel_id: int, message_ref: str, affected: int
+    ) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT OR REPLACE INTO outage_messages (outage_id, channel_id, message_ref, "
+                "affected) VALUES (?, ?, ?, ?)",
+                (outage_id, channel_id, message_ref, affected),
+            )
+
+    async def close_outage(self, outage_id: int, ended_at: float, caught_up: int) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE outages SET ended_at = ?, caught_up = ? WHERE id = ?",
+                (ended_at, caught_up, outage_id),
+            )
+
+    async def _outages(self, where: str, params: tuple[int, ...] = ()) -> list[StoredOutage]:
+        # `where` is one of two literals below, never user input.
+        async with self.db.execute(
+            "SELECT id, network, host, started_at, ended_at, detail, caught_up FROM outages "  # noqa: S608
+            + where,
+            params,
+        ) as cur:
+            rows = await cur.fetchall()
+        outages = []
+        for row in rows:
+            async with self.db.execute(
+                "SELECT channel_id, message_ref, affected FROM outage_messages WHERE outage_id = ?",
+                (row[0],),
+            ) as cur:
+                notices = tuple(
+                    StoredNotice(int(n[0]), self._channels[int(n[0])], n[1], int(n[2]))
+                    for n in await cur.fetchall()
+                    if int(n[0]) in self._channels
+                )
+            outages.append(
+                StoredOutage(
+                    id=int(row[0]),
+                    network=row[1],
+                    host=row[2],
+                    started_at=float(row[3]),
+                    ended_at=row[4],
+                    detail=row[5],
+                    caught_up=int(row[6]),
+                    notices=notices,
+                )
+            )
+        return outages
+
+    async def load_open_outages(self) -> list[StoredOutage]:
+        return await self._outages("WHERE ended_at IS NULL ORDER BY id")
+
+    async def recent_outages(self, limit: int) -> list[StoredOutage]:
+        return await self._outages("ORDER BY id DESC LIMIT ?", (limit,))
 
 
 class DuplicateSubscription(Exception):
