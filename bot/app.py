@@ -98,7 +98,7 @@ class App:
             quiet_channels=frozenset(settings.outage_quiet_channels),
             update_every_s=settings.outage_update_s,
         )
-        health.listener = self.outages.observe
+        health.listeners.append(self.outages.observe)
         self.commands = Commands(self)
         self.started_at = time.monotonic()
         self._aliases = {

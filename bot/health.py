@@ -26,7 +26,8 @@ class _HostHolder(Protocol):
 # tells that resource which host it lives on, for the outage work to count follows.
 polling: ContextVar[_HostHolder | None] = ContextVar("polling", default=None)
 
-OutcomeListener = Callable[[str, str, Outcome, str], None]
+# (network, host, outcome, detail, latency_s): told of every request outcome.
+OutcomeListener = Callable[[str, str, Outcome, str, float], None]
 
 
 @dataclass(slots=True)
@@ -47,7 +48,7 @@ class HealthBook:
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self.listener: OutcomeListener | None = None
+        self.listeners: list[OutcomeListener] = []
         self.hosts: dict[tuple[str, str], HostHealth] = {}
         self._pending: dict[tuple[str, str, int, Outcome], list[float]] = {}
         self._dirty: set[tuple[str, str]] = set()
@@ -87,8 +88,8 @@ class HealthBook:
         holder = polling.get()
         if holder is not None and holder.host != host:
             holder.host = host
-        if self.listener is not None:
-            self.listener(network, host, outcome, detail)
+        for listener in self.listeners:
+            listener(network, host, outcome, detail, latency_s)
 
     async def load(self, store: Store) -> None:
         """Restore last-known state so `/status` after a restart still says what failed."""

@@ -189,7 +189,9 @@ class OutageWatch:
 
     # --- detection (synchronous: called from the health book on every outcome) ------
 
-    def observe(self, network: str, host: str, outcome: Outcome, detail: str) -> None:
+    def observe(
+        self, network: str, host: str, outcome: Outcome, detail: str, latency_s: float = 0.0
+    ) -> None:
         key = (network, host)
         tracker = self.trackers.get(key)
         if tracker is None:
