@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from bot.clock import Clock
 from bot.crashpoints import crashpoint
 from bot.errors import ChatError
+from bot.model import ChannelRef, RichMessage
 from bot.protocols import Chat
 from bot.render import render_digest
 from bot.store.base import OutboxItem, Store
@@ -79,6 +80,21 @@ class Dispatcher:
                     self._run_lane(item.channel_id, lane), name=f"lane-{item.channel_id}"
                 )
         return futures
+
+    def edit(self, channel: ChannelRef, message_ref: str, message: RichMessage) -> None:
+        """Edit a delivered message (its post changed upstream); best effort, logged."""
+        chat = self._chats.get(channel.platform)
+        if chat is None:
+            return
+
+        async def apply() -> None:
+            try:
+                await chat.edit(channel, message_ref, message)
+            except Exception:
+                log.warning("could not edit message %s in %s", message_ref, channel.native_id,
+                            exc_info=True)  # fmt: skip
+
+        self._supervisor.spawn(apply(), name=f"edit-{message_ref}")
 
     async def recover(self) -> int:
         """Resume the outbox after a (re)start; returns how many rows were requeued."""

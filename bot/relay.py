@@ -29,6 +29,7 @@ from bot.supervise import Supervisor
 log = logging.getLogger(__name__)
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)
+NEVER_EDITED = "-"  # stored version of a post admitted unedited; "" means not known
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +92,25 @@ class Relay:
         """Admit fetched (or streamed) posts and advance the cursor once they are delivered."""
         by_uid = {post.uid: post for post in posts}
         keys = list(by_uid)
-        digest = hash(tuple(keys))
+        versions = {
+            uid: post.edited_at.isoformat()
+            for uid, post in by_uid.items()
+            if post.edited_at is not None
+        }
+        digest = hash((tuple(keys), tuple(versions.values())))
         items = []
         if keys and digest != state.digest and state.followers:
             items = await self._store.admit(
-                state.id, keys, lambda fresh: self._rows(state, by_uid, fresh)
+                state.id,
+                keys,
+                lambda fresh: self._rows(state, by_uid, fresh),
+                {uid: versions.get(uid, NEVER_EDITED) for uid in keys},
             )
+            if versions:
+                for uid, refs in await self._store.edited(state.id, versions):
+                    message = render(by_uid[uid], text_limit=self._text_limit)
+                    for channel, ref in refs:
+                        self._dispatcher.edit(channel, ref, message)
             self.admitted += len(items)
             state.admitted += len(items)
             if items:

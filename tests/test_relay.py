@@ -43,7 +43,7 @@ async def test_last_n_posts_the_newest_items_oldest_first(
     assert [s.message.title for s in bot.chat.sent] == ["Item 3", "Item 4"]
 
 
-async def test_an_edited_item_is_not_posted_again(
+async def test_an_edited_item_edits_the_message_instead_of_posting_again(
     start_bot: StartBot, feed_server: FeedServer
 ) -> None:
     feed = feed_server.add_feed("news", kind="atom")
@@ -51,9 +51,14 @@ async def test_an_edited_item_is_not_posted_again(
     await bot.say(f"/follow feeds {feed_server.feed_url('news')}")
     item = feed.add_item(title="Original")
     await bot.poll_all()
-    feed.update_item(item.guid, title="Original (updated)", content="<p>changed</p>")
+    feed.update_item(item.guid, title="Original (corrected)", content="<p>changed</p>")
     await bot.poll_all()
+    await asyncio.sleep(0.1)  # edits are applied in the background
     assert [s.message.title for s in bot.chat.sent] == ["Original"]
+    assert [e.title for e in bot.chat.sent[0].edits] == ["Original (corrected)"]
+    await bot.poll_all()
+    await asyncio.sleep(0.1)
+    assert len(bot.chat.sent[0].edits) == 1, "an unchanged item is not edited again"
 
 
 async def test_one_fetch_per_feed_however_many_channels_follow_it(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -131,8 +131,18 @@ class Store(Protocol):
         resource_id: int,
         keys: Sequence[str],
         build: Callable[[set[str]], list[NewOutboxRow]],
+        versions: Mapping[str, str] | None = None,
     ) -> list[OutboxItem]:
-        """Dedupe `keys` and queue the outbox rows built for the new ones, in one transaction."""
+        """Dedupe `keys` and queue the outbox rows built for the new ones, in one transaction.
+
+        `versions` (key → edited time) are stored with new keys, for `edited`.
+        """
+        ...
+
+    async def edited(
+        self, resource_id: int, versions: Mapping[str, str]
+    ) -> list[tuple[str, list[tuple[ChannelRef, str]]]]:
+        """Record new versions; for posts whose version changed, the chat messages to edit."""
         ...
 
     async def set_cursor(self, resource_id: int, cursor: str | None) -> None: ...

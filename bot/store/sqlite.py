@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from importlib import resources
@@ -307,18 +307,24 @@ class SqliteStore:
     # --- the relay pipeline ---------------------------------------------------------
 
     async def _insert_seen(
-        self, db: aiosqlite.Connection, resource_id: int, keys: Sequence[str]
+        self,
+        db: aiosqlite.Connection,
+        resource_id: int,
+        keys: Sequence[str],
+        versions: Mapping[str, str] | None = None,
     ) -> set[str]:
         fresh: set[str] = set()
         now = time.time()
         unique = list(dict.fromkeys(keys))
+        versions = versions or {}
         for chunk in _chunks(unique):
-            placeholders = ",".join(["(?, ?, ?)"] * len(chunk))
+            placeholders = ",".join(["(?, ?, ?, ?)"] * len(chunk))
             params: list[Any] = []
             for key in chunk:
-                params += (resource_id, key, now)
+                params += (resource_id, key, now, versions.get(key, ""))
             async with db.execute(
-                f"INSERT INTO seen (resource_id, key, first_seen) VALUES {placeholders} "  # noqa: S608
+                "INSERT INTO seen (resource_id, key, first_seen, version) "  # noqa: S608
+                f"VALUES {placeholders} "
                 "ON CONFLICT DO NOTHING RETURNING key",
                 params,
             ) as cur:
@@ -374,14 +380,49 @@ class SqliteStore:
         resource_id: int,
         keys: Sequence[str],
         build: Callable[[set[str]], list[NewOutboxRow]],
+        versions: Mapping[str, str] | None = None,
     ) -> list[OutboxItem]:
         if not keys:
             return []
         async with self._transaction() as db:
-            fresh = await self._insert_seen(db, resource_id, keys)
+            fresh = await self._insert_seen(db, resource_id, keys, versions)
             if not fresh:
                 return []
             return await self._insert_outbox(db, build(fresh))
+
+    async def edited(
+        self, resource_id: int, versions: Mapping[str, str]
+    ) -> list[tuple[str, list[tuple[ChannelRef, str]]]]:
+        keys = list(versions)
+        changed: list[str] = []
+        out: list[tuple[str, list[tuple[ChannelRef, str]]]] = []
+        async with self._transaction() as db:
+            for chunk in _chunks(keys):
+                marks = ",".join("?" * len(chunk))
+                async with db.execute(
+                    f"SELECT key, version FROM seen WHERE resource_id = ? AND key IN ({marks})",  # noqa: S608
+                    [resource_id, *chunk],
+                ) as cur:
+                    for key, old in await cur.fetchall():
+                        if old != versions[key]:
+                            await db.execute(
+                                "UPDATE seen SET version = ? WHERE resource_id = ? AND key = ?",
+                                (versions[key], resource_id, key),
+                            )
+                            if old:  # '' = admitted before versions were known: no edit
+                                changed.append(key)
+            for key in changed:
+                # A message that carried a digest of several posts is left alone.
+                async with db.execute(
+                    "SELECT d.channel_id, d.message_ref FROM deliveries d WHERE d.post_uid = ? "
+                    "AND (SELECT count(*) FROM deliveries o WHERE o.channel_id = d.channel_id "
+                    "AND o.message_ref = d.message_ref) = 1",
+                    (key,),
+                ) as cur:
+                    refs = [(self._channel(int(r[0])), r[1]) for r in await cur.fetchall()]
+                if refs:
+                    out.append((key, refs))
+        return out
 
     async def set_cursor(self, resource_id: int, cursor: str | None) -> None:
         async with self._transaction() as db:
