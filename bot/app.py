@@ -19,7 +19,7 @@ from bot import __version__
 from bot.clock import Clock, SystemClock
 from bot.commands import Commands
 from bot.config import ConfigError, Settings
-from bot.dispatch import Dispatcher
+from bot.dispatch import Dispatcher, chat_network
 from bot.errors import UserError
 from bot.filters import CompiledFilters
 from bot.health import HealthBook
@@ -65,6 +65,7 @@ class App:
             self._paused,
             digest_threshold=settings.digest_threshold,
             digest_max_items=settings.digest_max_items,
+            health=health,
         )
         sources: dict[str, Source] = {
             name: net.source for name, net in networks.items() if net.source is not None
@@ -106,6 +107,7 @@ class App:
         }
         self._stop = asyncio.Event()
         self._streams: dict[str, asyncio.Task[None]] = {}
+        self._ops: list[tuple[int, ChannelRef]] = []
         self._running = False
 
     @classmethod
@@ -313,13 +315,39 @@ class App:
         ]
 
     def affected_channels(self, network: str, host: str) -> dict[int, tuple[ChannelRef, int]]:
-        """Channels with follows on `host`, and how many follows each has there."""
+        """Channels with follows on `host`, and how many follows each has there.
+
+        When a chat platform itself fails, the ops channels on the other platforms
+        hear it, with the number of that platform's follows waiting in the outbox.
+        """
+        if network.startswith("chat:"):
+            return self._ops_channels(network.removeprefix("chat:"))
         channels: dict[int, tuple[ChannelRef, int]] = {}
         for state in self._on_host(network, host):
             for follower in state.followers:
                 ref, count = channels.get(follower.channel_id, (follower.subscription.channel, 0))
                 channels[follower.channel_id] = (ref, count + 1)
         return channels
+
+    def _ops_channels(self, failing: str) -> dict[int, tuple[ChannelRef, int]]:
+        waiting = sum(
+            1
+            for state in self.scheduler.states.values()
+            for f in state.followers
+            if f.subscription.channel.platform == failing
+        )
+        return {
+            channel_id: (channel, waiting)
+            for channel_id, channel in self._ops
+            if channel.platform != failing
+        }
+
+    async def _load_ops_channels(self) -> None:
+        for spec in self.settings.ops_channels:
+            platform, _, name = spec.partition(":")
+            if platform in self.chats and name:
+                channel = ChannelRef(platform, name, name)
+                self._ops.append((await self.store.ensure_channel(channel), channel))
 
     def _admitted_on(self, network: str, host: str) -> int:
         return sum(state.admitted for state in self._on_host(network, host))
@@ -368,6 +396,17 @@ class App:
                     + (f" — {h.last_detail}" if h.last_detail else "")
                     + ")"
                 )
+        for name in sorted(self.chats):
+            hosts = by_network.get(chat_network(name), [])
+            failing = [h for h in hosts if h.consecutive_failures]
+            if failing:
+                h = failing[0]
+                lines.append(
+                    f"chat {name}: {h.consecutive_failures} failed sends in a row "
+                    f"(last: {h.last_detail or h.last_outcome.value}); posts wait in the outbox"
+                )
+            else:
+                lines.append(f"chat {name}: ok")
         history = await self.store.recent_outages(5)
         if history:
             lines.append("Recent outages:")
@@ -396,6 +435,7 @@ class App:
                 loop.add_signal_handler(sig, self.stop)
         await self.health.load(self.store)
         await self.outages.load()
+        await self._load_ops_channels()
         count = await self.load_resources()
         requeued = await self.dispatcher.recover()
         log.info("Starling %s: %d sources, %d deliveries resumed", __version__, count, requeued)

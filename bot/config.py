@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     digest_max_items: int = Field(default=25, ge=2, le=100)
     allow_private_addresses: bool = Field(default=False)
     outage_announce: bool = Field(default=True)
+    ops_channels: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["console:console"]
+    )
     outage_quiet_channels: Annotated[list[str], NoDecode] = Field(default_factory=list)
     outage_failures: int = Field(default=3, ge=1)
     outage_window_s: float = Field(default=300.0, ge=10.0)
@@ -78,7 +81,7 @@ class Settings(BaseSettings):
             raise ValueError("use DEBUG, INFO, WARNING or ERROR")
         return level
 
-    @field_validator("chats", "outage_quiet_channels", mode="before")
+    @field_validator("chats", "outage_quiet_channels", "ops_channels", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from bot.clock import Clock
 from bot.crashpoints import crashpoint
-from bot.errors import ChatError
+from bot.errors import ChatError, Outcome
 from bot.model import ChannelRef, RichMessage
-from bot.protocols import Chat
+from bot.protocols import Chat, HealthRecorder
 from bot.render import render_digest
 from bot.store.base import OutboxItem, Store
 from bot.supervise import Supervisor
@@ -27,6 +27,12 @@ log = logging.getLogger(__name__)
 BATCH = 100
 RETRY_BASE_S = 2.0
 RETRY_MAX_S = 300.0
+
+
+def chat_network(platform: str) -> str:
+    """The health record's network name for a chat platform."""
+    return f"chat:{platform}"
+
 
 PauseHook = Callable[[OutboxItem, str], Awaitable[None]]
 
@@ -51,12 +57,14 @@ class Dispatcher:
         *,
         digest_threshold: int = 0,
         digest_max_items: int = 25,
+        health: HealthRecorder | None = None,
     ) -> None:
         self._store = store
         self._chats = chats
         self._clock = clock
         self._supervisor = supervisor
         self._on_permanent_failure = on_permanent_failure
+        self._health = health
         self._digest_threshold = digest_threshold
         self._digest_max_items = digest_max_items
         self._lanes: dict[int, _Lane] = {}
@@ -153,21 +161,33 @@ class Dispatcher:
             await self._store.mark_sending([item.id for item in batch])
             delivered: list[tuple[OutboxItem, str]] = []
             for index, item in enumerate(batch):
+                started = self._clock.monotonic()
                 try:
                     ref = await chat.send(item.channel, item.message, item.key)
                 except ChatError as err:
+                    self._record(chat, err.outcome, started, str(err))
                     await self._failed(lane, item, err, batch[index + 1 :])
                     break
                 except Exception as err:  # a plugin bug must not kill the lane
                     log.exception("chat %s failed to send", chat.name)
+                    self._record(chat, Outcome.HTTP_5XX, started, str(err))
                     await self._failed(lane, item, ChatError(str(err)), batch[index + 1 :])
                     break
+                self._record(chat, Outcome.OK, started)
                 lane.last_send = self._clock.monotonic()
                 crashpoint("after_send")
                 delivered.append((item, ref))
             if delivered:
                 await self._recorded(delivered)
         self._lanes.pop(channel_id, None)
+
+    def _record(self, chat: Chat, outcome: Outcome, started: float, detail: str = "") -> None:
+        """Chat platforms are upstreams too: their failures feed the outage watch."""
+        if self._health is not None:
+            self._health.record(
+                chat_network(chat.name), chat.name, outcome,
+                latency_s=self._clock.monotonic() - started, detail=detail,
+            )  # fmt: skip
 
     async def _recorded(self, delivered: list[tuple[OutboxItem, str]]) -> None:
         await self._store.record_deliveries(delivered)
@@ -185,17 +205,20 @@ class Dispatcher:
         first = batch[0]
         key = f"starling-digest:{first.channel_id}:{first.id}"
         await self._store.mark_sending([item.id for item in batch], digest_key=key)
+        started = self._clock.monotonic()
         try:
             ref = await chat.send(first.channel, render_digest([i.message for i in batch]), key)
         except Exception as err:
             if not isinstance(err, ChatError):
                 log.exception("chat %s failed to send a digest", chat.name)
                 err = ChatError(str(err))
+            self._record(chat, err.outcome, started, str(err))
             # Put the burst back; the retry sends it again as a digest.
             for later in reversed(batch[1:]):
                 lane.items.appendleft(later)
             await self._failed(lane, first, err, [])
             return
+        self._record(chat, Outcome.OK, started)
         lane.last_send = self._clock.monotonic()
         crashpoint("after_send")
         await self._recorded([(item, ref) for item in batch])

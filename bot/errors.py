@@ -85,8 +85,21 @@ class ChatError(Exception):
     """
 
     def __init__(
-        self, message: str, *, permanent: bool = False, retry_after_s: float | None = None
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        retry_after_s: float | None = None,
+        outcome: Outcome | None = None,
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.retry_after_s = retry_after_s
+        # How the platform failed, for the health record; guessed when not given.
+        self.outcome = outcome or (
+            Outcome.HTTP_4XX
+            if permanent
+            else Outcome.RATE_LIMITED
+            if retry_after_s is not None
+            else Outcome.HTTP_5XX
+        )

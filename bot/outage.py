@@ -265,6 +265,8 @@ class OutageWatch:
         label = f"{outage.host} ({outage.network})"
         tracker = self.trackers.get((outage.network, outage.host))
         follows = f"{affected} follow{'s' if affected != 1 else ''} here affected"
+        if outage.network.startswith("chat:"):
+            return self._chat_text(outage, affected, resolved_after)
         if resolved_after is not None:
             text = (
                 f"✅ {label} is back: resolved after {duration(resolved_after)}; "
@@ -287,6 +289,22 @@ class OutageWatch:
                 f"({follows}). Last error: {detail or outcome.value}. "
                 "Posts will be caught up when it is back."
             )
+        return RichMessage(text=text, title=f"Outage: {label}", footer="Starling")
+
+    def _chat_text(
+        self, outage: OpenOutage, waiting: int, resolved_after: float | None
+    ) -> RichMessage:
+        """A chat platform's own outage, told on the other platforms."""
+        label = f"Chat platform {outage.host}"
+        if resolved_after is not None:
+            text = f"✅ {label} is back after {duration(resolved_after)}; the outbox is flushing."
+            return RichMessage(text=text, title=f"Resolved: {label}", footer="Starling")
+        tracker = self.trackers.get((outage.network, outage.host))
+        detail = (tracker.last_detail if tracker else "") or outage.detail
+        text = (
+            f"⚠️ {label} is failing since {hhmm(outage.started_at)}; posts for its channels "
+            f"wait in the outbox ({waiting} follows there). Last error: {detail}."
+        )
         return RichMessage(text=text, title=f"Outage: {label}", footer="Starling")
 
     def _wanted(self, channel: ChannelRef) -> bool:

@@ -66,6 +66,7 @@ async def start_bot(tmp_path: Path) -> AsyncIterator[StartBot]:
         chat: RecordingChat | None = None,
         extra_networks: dict[str, Network] | None = None,
         clock: Clock | None = None,
+        extra_chats: list[RecordingChat] | None = None,
         **overrides: Any,
     ) -> RunningBot:
         options: dict[str, Any] = {
@@ -80,7 +81,10 @@ async def start_bot(tmp_path: Path) -> AsyncIterator[StartBot]:
         settings = load_settings(**options)
         chat = chat or RecordingChat()
         app = await App.create(
-            settings, chats={chat.name: chat}, extra_networks=extra_networks, clock=clock
+            settings,
+            chats={c.name: c for c in [chat, *(extra_chats or [])]},
+            extra_networks=extra_networks,
+            clock=clock,
         )
         task = asyncio.create_task(app.run())
         for _ in range(100):

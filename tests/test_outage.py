@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 from bot.errors import UpstreamError
@@ -112,3 +113,47 @@ async def test_quiet_channels_hear_nothing(start_bot: StartBot, feed_server: Fee
     await _fail_polls(bot, 3)
     assert notices(chat, "hush") == []
     assert len(notices(chat, "loud")) == 1
+
+
+async def test_a_failing_chat_platform_is_told_on_another_and_loses_nothing(
+    start_bot: StartBot, feed_server: FeedServer
+) -> None:
+    from bot.errors import ChatError
+
+    chat = RecordingChat("team")
+    ops = RecordingChat("ops")
+    feed = feed_server.add_feed("a")
+    bot = await start_bot(chat, extra_chats=[ops], ops_channels=["ops:control", "team:x"])
+    await bot.say(f"/follow feeds {feed_server.feed_url('a')}")
+    chat.fail_with = ChatError("team chat answered 503")
+    for n in range(4):
+        feed.add_item(title=f"Waiting {n}")
+        await bot.app.relay.poll(next(iter(bot.app.scheduler.states.values())))
+        await asyncio.sleep(0.05)
+    async with asyncio.timeout(20):
+        while not ops.in_channel("control"):
+            await asyncio.sleep(0.05)
+            await bot.app.outages.settle()
+    notice = ops.in_channel("control")[0].message.text
+    assert "Chat platform team is failing since" in notice
+    assert "wait in the outbox (1 follows there)" in notice
+    assert chat.sent == []
+    status = await bot.say("/status")
+    assert "chat team: " in status
+    assert "failed sends in a row" in status
+
+    chat.fail_with = None
+    await chat.wait_for(1, within_s=20)
+    async with asyncio.timeout(20):
+        while not ops.in_channel("control")[0].edits:
+            await asyncio.sleep(0.05)
+            await bot.app.outages.settle()
+    assert "is back" in ops.in_channel("control")[0].edits[-1].text
+    await bot.app.dispatcher.drain()
+    titles = sorted(
+        line
+        for s in chat.sent
+        for line in (s.message.title + "\n" + s.message.text).splitlines()
+        if line.startswith(("Waiting", "• "))
+    )
+    assert len([t for t in titles if "Waiting" in t]) == 4
