@@ -24,7 +24,7 @@ from bot.errors import UserError
 from bot.filters import CompiledFilters
 from bot.health import HealthBook
 from bot.model import ChannelRef, Filters, Post, Subscription, Target
-from bot.outage import HostState, OutageRules, OutageWatch, duration
+from bot.outage import HostState, OutageRules, OutageWatch, duration, parse_quiet_hours
 from bot.plugins import CHAT_GROUP, NETWORK_GROUP, discover, load_factory
 from bot.protocols import Chat, Invocation, Network, PluginContext, Source, StreamingSource
 from bot.relay import Follower, Relay, ResourceState
@@ -97,6 +97,7 @@ class App:
             admitted=self._admitted_on,
             announce=settings.outage_announce,
             quiet_channels=frozenset(settings.outage_quiet_channels),
+            quiet_hours=parse_quiet_hours(settings.outage_quiet_hours),
             update_every_s=settings.outage_update_s,
         )
         health.listeners.append(self.outages.observe)

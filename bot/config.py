@@ -61,6 +61,7 @@ class Settings(BaseSettings):
         default_factory=lambda: ["console:console"]
     )
     outage_quiet_channels: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    outage_quiet_hours: str = Field(default="")
     outage_failures: int = Field(default=3, ge=1)
     outage_window_s: float = Field(default=300.0, ge=10.0)
     outage_degraded_rate: float = Field(default=0.2, gt=0.0, le=1.0)
@@ -80,6 +81,14 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("use DEBUG, INFO, WARNING or ERROR")
         return level
+
+    @field_validator("outage_quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str) -> str:
+        from bot.outage import parse_quiet_hours
+
+        parse_quiet_hours(value)
+        return value
 
     @field_validator("chats", "outage_quiet_channels", "ops_channels", mode="before")
     @classmethod

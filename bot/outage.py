@@ -171,6 +171,7 @@ class OutageWatch:
         admitted: Admitted,
         announce: bool = True,
         quiet_channels: frozenset[str] = frozenset(),
+        quiet_hours: tuple[int, int] | None = None,
         update_every_s: float = 600.0,
     ) -> None:
         self._store = store
@@ -181,6 +182,7 @@ class OutageWatch:
         self._admitted = admitted
         self._announce = announce
         self._quiet = quiet_channels
+        self._quiet_hours = quiet_hours  # minutes of the UTC day: (start, end)
         self._update_every_s = update_every_s
         self.trackers: dict[tuple[str, str], HostTracker] = {}
         self.open: dict[tuple[str, str], OpenOutage] = {}
@@ -310,6 +312,16 @@ class OutageWatch:
     def _wanted(self, channel: ChannelRef) -> bool:
         return self._announce and channel.native_id not in self._quiet
 
+    def in_quiet_hours(self) -> bool:
+        """During quiet hours no new announcement is posted; edits still happen, and
+        the first update after the quiet hours posts what was held back."""
+        if self._quiet_hours is None:
+            return False
+        now = self._clock.now().astimezone(UTC)
+        minute = now.hour * 60 + now.minute
+        start, end = self._quiet_hours
+        return start <= minute < end if start <= end else minute >= start or minute < end
+
     async def _start(self, network: str, host: str) -> None:
         tracker = self.trackers[(network, host)]
         started = tracker.failing_since or self._clock.now().timestamp()
@@ -330,6 +342,8 @@ class OutageWatch:
             message = self._text(outage, count)
             chat = self._chats.get(channel.platform)
             if chat is None:
+                continue
+            if notice is None and self.in_quiet_hours():
                 continue
             try:
                 if notice is None:
@@ -366,3 +380,21 @@ class OutageWatch:
 
     def state_of(self, network: str) -> list[HostTracker]:
         return [t for (net, _), t in sorted(self.trackers.items()) if net == network]
+
+
+def parse_quiet_hours(text: str) -> tuple[int, int] | None:
+    """`"22:00-07:00"` (UTC) → minutes of the day; `""` → no quiet hours."""
+    if not text.strip():
+        return None
+    try:
+        start, end = (part.strip() for part in text.split("-"))
+        minutes = []
+        for part in (start, end):
+            hours, _, mins = part.partition(":")
+            value = int(hours) * 60 + int(mins or 0)
+            if not 0 <= value < 24 * 60:
+                raise ValueError(part)
+            minutes.append(value)
+    except ValueError:
+        raise ValueError("write quiet hours like 22:00-07:00 (UTC)") from None
+    return minutes[0], minutes[1]

@@ -157,3 +157,28 @@ async def test_a_failing_chat_platform_is_told_on_another_and_loses_nothing(
         if line.startswith(("Waiting", "• "))
     )
     assert len([t for t in titles if "Waiting" in t]) == 4
+
+
+async def test_quiet_hours_hold_the_announcement_until_they_end(
+    start_bot: StartBot, feed_server: FeedServer
+) -> None:
+    clock = FakeClock()  # 14:02 UTC
+    chat = RecordingChat()
+    feed_server.add_feed("a").add_item()
+    bot = await start_bot(chat, clock=clock, outage_quiet_hours="13:00-15:00")
+    await bot.say(f"/follow feeds {feed_server.feed_url('a')}")
+    await feed_server.stop()
+    await _fail_polls(bot, 3)
+    assert notices(chat, "general") == []
+    clock.advance(hours=1)
+    await bot.app.outages.refresh()
+    assert len(notices(chat, "general")) == 1
+
+
+def test_bad_quiet_hours_are_a_config_error() -> None:
+    import pytest
+
+    from bot.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="quiet hours like 22:00-07:00"):
+        load_settings(outage_quiet_hours="late")
