@@ -71,7 +71,12 @@ class App:
             name: net.source for name, net in networks.items() if net.source is not None
         }
         self.relay = Relay(
-            store, sources, self.dispatcher, self.supervisor, text_limit=settings.text_limit
+            store,
+            sources,
+            self.dispatcher,
+            self.supervisor,
+            text_limit=settings.text_limit,
+            mirror_footer=self.mirror_footer,
         )
         self.scheduler = Scheduler(
             self.relay,
@@ -109,6 +114,8 @@ class App:
         self._stop = asyncio.Event()
         self._streams: dict[str, asyncio.Task[None]] = {}
         self._ops: list[tuple[int, ChannelRef]] = []
+        self._mirrored: set[int] = set()  # subscriptions that have a mirror
+        self._primary_states: dict[int, ResourceState] = {}
         self._running = False
 
     @classmethod
@@ -185,7 +192,13 @@ class App:
     # --- subscriptions --------------------------------------------------------------
 
     async def subscribe(
-        self, inv: Invocation, target: Target, filters: Filters, interval_s: float, last: int
+        self,
+        inv: Invocation,
+        target: Target,
+        filters: Filters,
+        interval_s: float,
+        last: int,
+        mirror_of: Subscription | None = None,
     ) -> tuple[Subscription, int]:
         """Store a subscription; a new resource starts from "now" (plus `last` posts)."""
         compiled = CompiledFilters.of(filters)
@@ -222,6 +235,7 @@ class App:
                 baseline_keys=[p.uid for p in posts],
                 backlog=backlog,
                 cursor=cursor,
+                mirror_of=mirror_of.id if mirror_of else None,
             )
         except DuplicateSubscription as dup:
             raise UserError(
@@ -229,6 +243,9 @@ class App:
                 f"/unfollow {dup.existing_id} first to change its options"
             ) from None
         self.dispatcher.submit(items)
+        if mirror_of is not None:
+            self._mirrored.add(mirror_of.id)
+            await self._refresh_resource(mirror_of.target)
         await self._refresh_resource(target)
         return sub, len(items)
 
@@ -248,7 +265,7 @@ class App:
             self._restart_stream(target.network)
             return
         followers = [
-            Follower(sub, channel_id, CompiledFilters.of(sub.filters))
+            self._follower(sub, channel_id)
             for sub, channel_id in await self.store.subscriptions_for(stored.id)
         ]
         existing = self.scheduler.states.get(stored.id)
@@ -268,15 +285,43 @@ class App:
                 self.scheduler.add(existing, first_in=interval)
         self._restart_stream(target.network)
 
+    def _follower(self, sub: Subscription, channel_id: int) -> Follower:
+        grouped = sub.mirror_of is not None or sub.id in self._mirrored
+        return Follower(sub, channel_id, CompiledFilters.of(sub.filters), grouped)
+
     async def load_resources(self) -> int:
+        rows = await self.store.load_followers()
+        self._mirrored = {sub.mirror_of for _, sub, _ in rows if sub.mirror_of is not None}
         grouped: dict[int, tuple[StoredResource, list[Follower]]] = {}
-        for stored, sub, channel_id in await self.store.load_followers():
+        for stored, sub, channel_id in rows:
             entry = grouped.setdefault(stored.id, (stored, []))
-            entry[1].append(Follower(sub, channel_id, CompiledFilters.of(sub.filters)))
+            entry[1].append(self._follower(sub, channel_id))
         for stored, followers in grouped.values():
             interval = min(f.subscription.interval_s for f in followers)
             self.scheduler.add(ResourceState(stored, followers, interval, stored.cursor))
         return len(grouped)
+
+    def _state_of(self, sub_id: int) -> ResourceState | None:
+        for state in self.scheduler.states.values():
+            if any(f.subscription.id == sub_id for f in state.followers):
+                return state
+        return None
+
+    def mirror_footer(self, sub: Subscription) -> str | None:
+        """While the primary's host is down, a mirror relays — and says so."""
+        if sub.mirror_of is None:
+            return None
+        primary = self._primary_states.get(sub.mirror_of)
+        if primary is None or primary.id not in self.scheduler.states:
+            primary = self._state_of(sub.mirror_of)
+            if primary is None:
+                return None
+            self._primary_states[sub.mirror_of] = primary
+        network = primary.stored.target.network
+        tracker = self.outages.trackers.get((network, primary.host))
+        if tracker is None or tracker.state is not HostState.DOWN:
+            return None
+        return f"via {sub.target.network}, standing in while {network} is down"
 
     def _restart_stream(self, network: str) -> None:
         """(Re)open a streaming network's connection with the current set of targets.

@@ -26,6 +26,7 @@ HELP = """Starling commands:
 /follow <network> <account or URL> [options] — relay an account or feed into this channel
 /search <network> <query> [options] — relay posts matching a search
 /unfollow <id> — stop a subscription (ids are in /list)
+/mirror <id> <network> <account> — while #id's network is down, relay this account instead
 /list — subscriptions in this channel
 /status — how each network is doing
 /help — this text
@@ -122,6 +123,8 @@ def describe(sub: Subscription) -> str:
     line = f"#{sub.id} {sub.target.network} {kind} {what} — every {_every(sub.interval_s)}"
     if sub.filters.describe():
         line += f" — filters: {sub.filters.describe()}"
+    if sub.mirror_of is not None:
+        line += f" — mirror of #{sub.mirror_of}"
     if sub.paused_reason:
         line += f" — PAUSED: {sub.paused_reason}"
     return line
@@ -132,7 +135,7 @@ class Commands:
         self._app = app
 
     def command_names(self) -> list[str]:
-        return ["follow", "search", "unfollow", "list", "status", "help"]
+        return ["follow", "search", "unfollow", "mirror", "list", "status", "help"]
 
     async def complete(self, channel: ChannelRef, field: str, prefix: str) -> list[Choice]:
         """Autocomplete for chat platforms that offer it (Discord, Slack options)."""
@@ -158,6 +161,7 @@ class Commands:
             "follow": self.follow,
             "search": self.search,
             "unfollow": self.unfollow,
+            "mirror": self.mirror,
             "list": self.list,
             "status": self.status,
             "help": self.help,
@@ -218,6 +222,49 @@ class Commands:
             raise UserError(f"there is no subscription #{arg} in this channel; /list shows the ids")
         return Reply(
             f"Stopped #{sub.id} ({sub.target.display or sub.target.key}).", ephemeral=False
+        )
+
+    async def mirror(self, inv: Invocation) -> Reply:
+        """Link an account on another network that stands in while the primary is down."""
+        parts = inv.args.split(maxsplit=2)
+        if len(parts) < 3 or not (
+            parts[0].lstrip("#").isascii() and parts[0].lstrip("#").isdigit()
+        ):
+            raise UserError(
+                "give a subscription id, a network and an account, "
+                "e.g. /mirror 3 bluesky @alice.bsky.social"
+            )
+        sub_id, network_name, query = int(parts[0].lstrip("#")), parts[1], parts[2]
+        subs = {s.id: s for s in await self._app.store.list_subscriptions(inv.channel)}
+        primary = subs.get(sub_id)
+        if primary is None:
+            raise UserError(
+                f"there is no subscription #{sub_id} in this channel; /list shows the ids"
+            )
+        if primary.mirror_of is not None:
+            raise UserError(
+                f"#{sub_id} is itself a mirror; link the mirror to #{primary.mirror_of}"
+            )
+        network = self._app.network(network_name)
+        if network.name == primary.target.network:
+            raise UserError(
+                f"a mirror must be on another network than {network.name}, "
+                "so that it survives that network's outage"
+            )
+        if network.source is None:
+            raise UserError(f"{network.name} cannot be followed (it only publishes)")
+        target = await network.source.resolve(TargetKind.ACCOUNT, query)
+        try:
+            sub, _ = await self._app.subscribe(
+                inv, target, primary.filters, primary.interval_s, 0, mirror_of=primary
+            )
+        except UpstreamError as err:
+            raise UserError(f"could not read {query}: {err}. Check it and try again") from None
+        return Reply(
+            f"Linked #{sub.id} ({target.display or target.key} on {network.name}) as a mirror of "
+            f"#{primary.id}: while {primary.target.network} is down, posts come from "
+            f"{network.name} here.",
+            ephemeral=False,
         )
 
     async def list(self, inv: Invocation) -> Reply:

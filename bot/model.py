@@ -109,6 +109,7 @@ class Subscription:
     created_by: str = ""
     created_at: datetime | None = None
     paused_reason: str = ""
+    mirror_of: int | None = None  # stands in for that subscription while its network is down
 
 
 @dataclass(frozen=True, slots=True)

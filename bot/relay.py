@@ -11,8 +11,11 @@ chat's idempotency keys).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-from collections.abc import Mapping
+import re
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -29,6 +32,9 @@ from bot.supervise import Supervisor
 log = logging.getLogger(__name__)
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)
+MIRROR_WINDOW_S = 3 * 24 * 3600  # how far back a cross-post is recognised
+_URL = re.compile(r"https?://\S+")
+_NOT_WORD = re.compile(r"[\W_]+")
 NEVER_EDITED = "-"  # stored version of a post admitted unedited; "" means not known
 
 
@@ -39,6 +45,7 @@ class Follower:
     subscription: Subscription
     channel_id: int
     filters: CompiledFilters
+    grouped: bool = False  # in a mirror group: cross-posts are recognised by fingerprint
 
 
 @dataclass(slots=True)
@@ -68,12 +75,14 @@ class Relay:
         supervisor: Supervisor,
         *,
         text_limit: int,
+        mirror_footer: Callable[[Subscription], str | None] = lambda sub: None,
     ) -> None:
         self._store = store
         self._sources = sources
         self._dispatcher = dispatcher
         self._supervisor = supervisor
         self._text_limit = text_limit
+        self._mirror_footer = mirror_footer
         self.admitted = 0
 
     async def poll(self, state: ResourceState) -> FetchResult:
@@ -100,10 +109,16 @@ class Relay:
         digest = hash((tuple(keys), tuple(versions.values())))
         items = []
         if keys and digest != state.digest and state.followers:
+            grouped = [f.channel_id for f in state.followers if f.grouped]
+            prints = (
+                await self._store.mirror_prints(grouped, time.time() - MIRROR_WINDOW_S)
+                if grouped
+                else set()
+            )
             items = await self._store.admit(
                 state.id,
                 keys,
-                lambda fresh: self._rows(state, by_uid, fresh),
+                lambda fresh: self._rows(state, by_uid, fresh, prints),
                 {uid: versions.get(uid, NEVER_EDITED) for uid in keys},
             )
             if versions:
@@ -121,7 +136,11 @@ class Relay:
             self._advance_after(state, cursor, futures)
 
     def _rows(
-        self, state: ResourceState, by_uid: Mapping[str, Post], fresh: set[str]
+        self,
+        state: ResourceState,
+        by_uid: Mapping[str, Post],
+        fresh: set[str],
+        prints: set[tuple[int, str]],
     ) -> list[NewOutboxRow]:
         new_posts = sorted(
             (by_uid[uid] for uid in fresh), key=lambda p: (p.created_at or _EPOCH, p.native_id)
@@ -132,10 +151,28 @@ class Relay:
             for follower in state.followers:
                 if not follower.filters.accepts(post):
                     continue
+                sub = follower.subscription
+                footer = None
+                if sub.mirror_of is not None:
+                    footer = self._mirror_footer(sub)
+                    if footer is None:
+                        continue  # a mirror speaks only while its primary is down
+                fingerprint = ""
+                if follower.grouped:
+                    fingerprint = post_fingerprint(post)
+                    if (follower.channel_id, fingerprint) in prints:
+                        continue  # the same text already came through the other network
+                    prints.add((follower.channel_id, fingerprint))
+                if footer is not None:
+                    mirrored = render(post, text_limit=self._text_limit, footer=footer)
+                    rows.append(
+                        NewOutboxRow(follower.channel_id, sub.id, post.uid, mirrored, fingerprint)
+                    )
+                    continue
                 if message is None:
                     message = render(post, text_limit=self._text_limit)
                 rows.append(
-                    NewOutboxRow(follower.channel_id, follower.subscription.id, post.uid, message)
+                    NewOutboxRow(follower.channel_id, sub.id, post.uid, message, fingerprint)
                 )
         return rows
 
@@ -158,3 +195,14 @@ class Relay:
             # Nothing to wait for: the next fetch may use the new cursor at once.
             state.cursor = cursor
         state.advance = self._supervisor.spawn(advance(), name=f"cursor-{state.id}")
+
+
+def post_fingerprint(post: Post) -> str:
+    """The same words posted on two networks give the same fingerprint.
+
+    Links (shortened differently per network) and punctuation are dropped, and only
+    the opening words count, since each network truncates long posts its own way.
+    """
+    words = _NOT_WORD.sub(" ", _URL.sub(" ", post.text or post.title)).casefold().split()
+    basis = " ".join(words)[:100]
+    return hashlib.blake2b(basis.encode(), digest_size=8).hexdigest()

@@ -22,6 +22,7 @@ class NewOutboxRow:
     subscription_id: int
     post_uid: str
     message: RichMessage
+    fingerprint: str = ""  # recorded for mirror groups, so a cross-post arrives once
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +103,7 @@ class Store(Protocol):
         baseline_keys: Sequence[str],
         backlog: Callable[[Subscription, int], list[NewOutboxRow]],
         cursor: str | None,
+        mirror_of: int | None = None,
     ) -> tuple[Subscription, list[OutboxItem]]:
         """Store a subscription atomically with its resource's baseline and any backlog rows.
 
@@ -146,6 +148,10 @@ class Store(Protocol):
         ...
 
     async def set_cursor(self, resource_id: int, cursor: str | None) -> None: ...
+
+    async def mirror_prints(self, channel_ids: Sequence[int], since: float) -> set[tuple[int, str]]:
+        """(channel, fingerprint) pairs a mirror group delivered since `since`."""
+        ...
 
     async def pending_outbox(self) -> list[OutboxItem]: ...
 

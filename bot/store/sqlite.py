@@ -31,6 +31,7 @@ from bot.store.base import (
     StoredResource,
 )
 
+MIRROR_PRINT_TTL_S = 7 * 24 * 3600
 _CHUNK = 400  # rows per multi-row statement, well under SQLite's variable limit
 _encoder = msgspec.json.Encoder()
 _message_decoder = msgspec.json.Decoder(RichMessage)
@@ -155,6 +156,7 @@ class SqliteStore:
         baseline_keys: Sequence[str],
         backlog: Callable[[Subscription, int], list[NewOutboxRow]],
         cursor: str | None,
+        mirror_of: int | None = None,
     ) -> tuple[Subscription, list[OutboxItem]]:
         now = datetime.now(UTC)
         async with self._transaction() as db:
@@ -186,7 +188,7 @@ class SqliteStore:
                 resource_id = int(existing[0])
             async with db.execute(
                 "INSERT INTO subscriptions (channel_id, resource_id, filters, interval_s, "
-                "created_by, created_at) VALUES (?, ?, ?, ?, ?, ?) "
+                "created_by, created_at, mirror_of) VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (channel_id, resource_id) DO NOTHING RETURNING id",
                 (
                     channel_id,
@@ -195,6 +197,7 @@ class SqliteStore:
                     interval_s,
                     created_by,
                     now.isoformat(),
+                    mirror_of,
                 ),
             ) as cur:
                 inserted = await cur.fetchone()
@@ -208,6 +211,7 @@ class SqliteStore:
                 interval_s=interval_s,
                 created_by=created_by,
                 created_at=now,
+                mirror_of=mirror_of,
             )
             items = await self._insert_outbox(db, backlog(sub, channel_id))
         return sub, items
@@ -222,7 +226,7 @@ class SqliteStore:
 
     _SUB_SELECT = (
         "SELECT s.id, s.channel_id, r.network, r.kind, r.key, r.display, s.filters, "
-        "s.interval_s, s.created_by, s.created_at, s.paused_reason "
+        "s.interval_s, s.created_by, s.created_at, s.paused_reason, s.mirror_of "
         "FROM subscriptions s JOIN resources r ON r.id = s.resource_id "
     )
 
@@ -236,6 +240,7 @@ class SqliteStore:
             created_by=row[8],
             created_at=datetime.fromisoformat(row[9]),
             paused_reason=row[10],
+            mirror_of=None if row[11] is None else int(row[11]),
         )
 
     async def remove_subscription(self, channel: ChannelRef, sub_id: int) -> Subscription | None:
@@ -247,10 +252,16 @@ class SqliteStore:
                 row = await cur.fetchone()
             if row is None:
                 return None
-            await db.execute("DELETE FROM subscriptions WHERE id = ?", (sub_id,))
-            # Undelivered rows of a removed subscription would reach a channel that no
+            # Its mirrors go with it; undelivered rows would reach a channel that no
             # longer wants them.
-            await db.execute("DELETE FROM outbox WHERE subscription_id = ?", (sub_id,))
+            gone = "SELECT id FROM subscriptions WHERE id = ? OR mirror_of = ?"
+            await db.execute(
+                f"DELETE FROM outbox WHERE subscription_id IN ({gone})",  # noqa: S608
+                (sub_id, sub_id),
+            )
+            await db.execute(
+                "DELETE FROM subscriptions WHERE id = ? OR mirror_of = ?", (sub_id, sub_id)
+            )
             await db.execute(
                 "DELETE FROM seen WHERE resource_id NOT IN (SELECT resource_id FROM subscriptions)"
             )
@@ -372,6 +383,18 @@ class SqliteStore:
                             not_before=0.0,
                         )
                     )
+        queued = {(i.channel_id, i.post_uid) for i in items}
+        prints = [
+            (r.channel_id, r.fingerprint, now)
+            for r in by_key.values()
+            if r.fingerprint and (r.channel_id, r.post_uid) in queued
+        ]
+        if prints:
+            await db.executemany(
+                "INSERT INTO mirror_prints (channel_id, fingerprint, at) VALUES (?, ?, ?) "
+                "ON CONFLICT DO UPDATE SET at = excluded.at",
+                prints,
+            )
         items.sort(key=lambda item: item.id)
         return items
 
@@ -423,6 +446,18 @@ class SqliteStore:
                 if refs:
                     out.append((key, refs))
         return out
+
+    async def mirror_prints(self, channel_ids: Sequence[int], since: float) -> set[tuple[int, str]]:
+        found: set[tuple[int, str]] = set()
+        for chunk in _chunks(list(channel_ids)):
+            marks = ",".join("?" * len(chunk))
+            async with self.db.execute(
+                "SELECT channel_id, fingerprint FROM mirror_prints "  # noqa: S608
+                f"WHERE at >= ? AND channel_id IN ({marks})",
+                [since, *chunk],
+            ) as cur:
+                found.update((int(r[0]), r[1]) for r in await cur.fetchall())
+        return found
 
     async def set_cursor(self, resource_id: int, cursor: str | None) -> None:
         async with self._transaction() as db:
@@ -524,6 +559,9 @@ class SqliteStore:
             )
             cutoff = int(time.time() // 60) - 31 * 24 * 60
             await db.execute("DELETE FROM health_minutes WHERE minute < ?", (cutoff,))
+            await db.execute(
+                "DELETE FROM mirror_prints WHERE at < ?", (time.time() - MIRROR_PRINT_TTL_S,)
+            )
 
     async def load_health_hosts(self) -> list[HealthHost]:
         async with self.db.execute(
