@@ -26,6 +26,7 @@ from bot.health import HealthBook
 from bot.model import ChannelRef, Filters, Post, Subscription, Target
 from bot.outage import HostState, OutageRules, OutageWatch, duration, parse_quiet_hours
 from bot.plugins import CHAT_GROUP, NETWORK_GROUP, discover, load_factory
+from bot.postback import PostBack, PostPolicy
 from bot.protocols import Chat, Invocation, Network, PluginContext, Source, StreamingSource
 from bot.relay import Follower, Relay, ResourceState
 from bot.render import render
@@ -106,6 +107,23 @@ class App:
             update_every_s=settings.outage_update_s,
         )
         health.listeners.append(self.outages.observe)
+        self.postback = PostBack(
+            store,
+            networks,
+            chats,
+            clock,
+            PostPolicy(
+                targets=settings.postback_targets,
+                approval=tuple(settings.postback_approval),
+                approvers=frozenset(settings.postback_approvers),
+                direct_posters=frozenset(settings.postback_direct_posters),
+                posters=frozenset(settings.postback_posters),
+                self_approval=settings.postback_self_approval,
+                rate_per_hour=settings.postback_rate_per_hour,
+                fallback=settings.postback_fallback,
+            ),
+            is_down=self.network_down,
+        )
         self.commands = Commands(self)
         self.started_at = time.monotonic()
         self._aliases = {
@@ -395,6 +413,10 @@ class App:
                 channel = ChannelRef(platform, name, name)
                 self._ops.append((await self.store.ensure_channel(channel), channel))
 
+    def network_down(self, network: str) -> bool:
+        """A network counts as down while any of its hosts is down."""
+        return any(t.state is HostState.DOWN for t in self.outages.state_of(network))
+
     def _admitted_on(self, network: str, host: str) -> int:
         return sum(state.admitted for state in self._on_host(network, host))
 
@@ -491,6 +513,7 @@ class App:
             self._restart_stream(network)
         self.supervisor.supervise("health-flush", self._flush_health_forever)
         self.supervisor.supervise("outages", self.outages.run)
+        self.supervisor.supervise("postback", self.postback.run)
         self.supervisor.supervise("heartbeat", self._heartbeat_forever)
         chat_tasks = [
             self.supervisor.supervise(f"chat-{name}", functools.partial(chat.run, self.commands))

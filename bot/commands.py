@@ -27,6 +27,10 @@ HELP = """Starling commands:
 /search <network> <query> [options] — relay posts matching a search
 /unfollow <id> — stop a subscription (ids are in /list)
 /mirror <id> <network> <account> — while #id's network is down, relay this account instead
+/post [--to a,b] [--reply URL] [--quote URL] [--cw WARNING] <text> — post to the team's accounts
+/approve <n>, /reject <n> — decide on a post request
+/undo — remove your last post (within an hour) from every network
+/accounts — the accounts Starling can post to
 /list — subscriptions in this channel
 /status — how each network is doing
 /help — this text
@@ -135,7 +139,10 @@ class Commands:
         self._app = app
 
     def command_names(self) -> list[str]:
-        return ["follow", "search", "unfollow", "mirror", "list", "status", "help"]
+        return [
+            "follow", "search", "unfollow", "mirror", "list", "status", "help",
+            "post", "approve", "reject", "undo", "accounts",
+        ]  # fmt: skip
 
     async def complete(self, channel: ChannelRef, field: str, prefix: str) -> list[Choice]:
         """Autocomplete for chat platforms that offer it (Discord, Slack options)."""
@@ -162,6 +169,11 @@ class Commands:
             "search": self.search,
             "unfollow": self.unfollow,
             "mirror": self.mirror,
+            "post": self._app.postback.post,
+            "approve": self._app.postback.approve,
+            "reject": self._app.postback.reject,
+            "undo": self._app.postback.undo,
+            "accounts": self.accounts,
             "list": self.list,
             "status": self.status,
             "help": self.help,
@@ -266,6 +278,9 @@ class Commands:
             f"{network.name} here.",
             ephemeral=False,
         )
+
+    async def accounts(self, inv: Invocation) -> Reply:
+        return Reply(self._app.postback.accounts())
 
     async def list(self, inv: Invocation) -> Reply:
         subs = await self._app.store.list_subscriptions(inv.channel)

@@ -69,6 +69,14 @@ class Settings(BaseSettings):
     outage_min_requests: int = Field(default=6, ge=1)
     outage_recovery_successes: int = Field(default=2, ge=1)
     outage_update_s: float = Field(default=600.0, ge=5.0)
+    postback_targets: dict[str, list[str]] = Field(default_factory=dict)
+    postback_approval: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    postback_approvers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    postback_direct_posters: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    postback_posters: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    postback_self_approval: bool = Field(default=False)
+    postback_rate_per_hour: int = Field(default=10, ge=1)
+    postback_fallback: dict[str, str] = Field(default_factory=dict)
     shutdown_grace_s: float = Field(default=20.0, ge=0.0)
     health_flush_s: float = Field(default=15.0, ge=0.5)
     heartbeat_s: float = Field(default=30.0, ge=1.0)
@@ -90,7 +98,16 @@ class Settings(BaseSettings):
         parse_quiet_hours(value)
         return value
 
-    @field_validator("chats", "outage_quiet_channels", "ops_channels", mode="before")
+    @field_validator(
+        "chats",
+        "outage_quiet_channels",
+        "ops_channels",
+        "postback_approval",
+        "postback_approvers",
+        "postback_direct_posters",
+        "postback_posters",
+        mode="before",
+    )
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -77,9 +77,21 @@ class StreamingSource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Draft:
+    """A post the team wants published. `reply_to`/`quote_of` are post URLs (or native
+    references) the publisher resolves itself."""
+
     text: str
     reply_to: str = ""
     quote_of: str = ""
+    content_warning: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Preparation:
+    """What a network will receive for a draft, or why it cannot take it as is."""
+
+    text: str
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +107,14 @@ class Publisher(Protocol):
     async def publish(self, draft: Draft, idempotency_key: str) -> Published: ...
 
     async def delete(self, native_id: str) -> None: ...
+
+
+@runtime_checkable
+class Preparer(Protocol):
+    """Optional beside `Publisher`: the network's own limits (weighted length, graphemes,
+    instance limits) checked before anything is sent, and the preview shown."""
+
+    def prepare(self, draft: Draft) -> Preparation: ...
 
 
 @runtime_checkable

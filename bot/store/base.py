@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.model import ChannelRef, Filters, RichMessage, Subscription, Target
+from bot.protocols import Draft
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,32 @@ class StoredOutage:
     detail: str
     caught_up: int
     notices: tuple[StoredNotice, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PostTarget:
+    network: str
+    state: str  # pending, sent, failed, deleted
+    attempts: int = 0
+    native_id: str = ""
+    url: str = ""
+    error: str = ""
+    not_before: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Postback:
+    id: int
+    channel_id: int
+    channel: ChannelRef
+    author: str
+    draft: Draft
+    state: str  # awaiting_approval, approved, rejected, undone
+    created_at: float
+    decided_by: str = ""
+    decided_at: float | None = None
+    request_ref: str = ""
+    targets: tuple[PostTarget, ...] = ()
 
 
 class Store(Protocol):
@@ -186,3 +213,32 @@ class Store(Protocol):
     async def load_open_outages(self) -> list[StoredOutage]: ...
 
     async def recent_outages(self, limit: int) -> list[StoredOutage]: ...
+
+    async def create_postback(
+        self, channel: ChannelRef, author: str, draft: Draft, networks: Sequence[str], state: str
+    ) -> Postback:
+        """Store the post and one pending target per network before anything is sent."""
+        ...
+
+    async def get_postback(self, postback_id: int) -> Postback | None: ...
+
+    async def decide_postback(
+        self, postback_id: int, state: str, by: str, expected: str
+    ) -> Postback | None:
+        """Move a post from `expected` to `state`; None when it was no longer `expected`
+        (a double click, or another approver first)."""
+        ...
+
+    async def set_request_ref(self, postback_id: int, message_ref: str) -> None: ...
+
+    async def update_target(self, postback_id: int, network: str, **changes: object) -> None: ...
+
+    async def add_target(self, postback_id: int, network: str) -> None: ...
+
+    async def postbacks_to_send(self) -> list[Postback]:
+        """Approved posts with targets still pending."""
+        ...
+
+    async def last_postback(self, channel: ChannelRef, author: str) -> Postback | None: ...
+
+    async def postbacks_since(self, author: str, since: float) -> int: ...

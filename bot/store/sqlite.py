@@ -21,11 +21,14 @@ import aiosqlite
 import msgspec
 
 from bot.model import ChannelRef, Filters, RichMessage, Subscription, Target, TargetKind
+from bot.protocols import Draft
 from bot.store.base import (
     HealthHost,
     HealthMinute,
     NewOutboxRow,
     OutboxItem,
+    Postback,
+    PostTarget,
     StoredNotice,
     StoredOutage,
     StoredResource,
@@ -648,6 +651,139 @@ class SqliteStore:
 
     async def recent_outages(self, limit: int) -> list[StoredOutage]:
         return await self._outages("ORDER BY id DESC LIMIT ?", (limit,))
+
+    # --- post-back --------------------------------------------------------------------
+
+    _TARGET_COLUMNS = frozenset({"state", "attempts", "native_id", "url", "error", "not_before"})
+
+    async def create_postback(
+        self, channel: ChannelRef, author: str, draft: Draft, networks: Sequence[str], state: str
+    ) -> Postback:
+        now = time.time()
+        async with self._transaction() as db:
+            channel_id = await self._ensure_channel(db, channel)
+            async with db.execute(
+                "INSERT INTO postbacks (channel_id, author, text, reply_to, quote_of, "
+                "content_warning, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (
+                    channel_id,
+                    author,
+                    draft.text,
+                    draft.reply_to,
+                    draft.quote_of,
+                    draft.content_warning,
+                    state,
+                    now,
+                ),
+            ) as cur:
+                row = await cur.fetchone()
+            assert row is not None
+            postback_id = int(row[0])
+            await db.executemany(
+                "INSERT INTO postback_targets (postback_id, network) VALUES (?, ?)",
+                [(postback_id, network) for network in networks],
+            )
+        found = await self.get_postback(postback_id)
+        assert found is not None
+        return found
+
+    _POSTBACK_SELECT = (
+        "SELECT id, channel_id, author, text, reply_to, quote_of, content_warning, state, "
+        "created_at, decided_by, decided_at, request_ref FROM postbacks "
+    )
+
+    async def _postbacks(self, where: str, params: tuple[object, ...]) -> list[Postback]:
+        async with self.db.execute(self._POSTBACK_SELECT + where, params) as cur:
+            rows = await cur.fetchall()
+        found = []
+        for r in rows:
+            async with self.db.execute(
+                "SELECT network, state, attempts, native_id, url, error, not_before "
+                "FROM postback_targets WHERE postback_id = ? ORDER BY network",
+                (r[0],),
+            ) as cur:
+                targets = tuple(PostTarget(*t) for t in await cur.fetchall())
+            found.append(
+                Postback(
+                    id=int(r[0]),
+                    channel_id=int(r[1]),
+                    channel=self._channel(int(r[1])),
+                    author=r[2],
+                    draft=Draft(r[3], r[4], r[5], r[6]),
+                    state=r[7],
+                    created_at=float(r[8]),
+                    decided_by=r[9],
+                    decided_at=r[10],
+                    request_ref=r[11],
+                    targets=targets,
+                )
+            )
+        return found
+
+    async def get_postback(self, postback_id: int) -> Postback | None:
+        found = await self._postbacks("WHERE id = ?", (postback_id,))
+        return found[0] if found else None
+
+    async def decide_postback(
+        self, postback_id: int, state: str, by: str, expected: str
+    ) -> Postback | None:
+        async with (
+            self._transaction() as db,
+            db.execute(
+                "UPDATE postbacks SET state = ?, decided_by = ?, decided_at = ? "
+                "WHERE id = ? AND state = ? RETURNING id",
+                (state, by, time.time(), postback_id, expected),
+            ) as cur,
+        ):
+            changed = await cur.fetchone()
+        return await self.get_postback(postback_id) if changed else None
+
+    async def set_request_ref(self, postback_id: int, message_ref: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE postbacks SET request_ref = ? WHERE id = ?", (message_ref, postback_id)
+            )
+
+    async def update_target(self, postback_id: int, network: str, **changes: object) -> None:
+        unknown = set(changes) - self._TARGET_COLUMNS
+        if unknown:
+            raise ValueError(f"unknown target columns {sorted(unknown)}")
+        sets = ", ".join(f"{column} = ?" for column in changes)
+        async with self._transaction() as db:
+            await db.execute(
+                f"UPDATE postback_targets SET {sets} WHERE postback_id = ? AND network = ?",  # noqa: S608
+                (*changes.values(), postback_id, network),
+            )
+
+    async def add_target(self, postback_id: int, network: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO postback_targets (postback_id, network) VALUES (?, ?) "
+                "ON CONFLICT DO NOTHING",
+                (postback_id, network),
+            )
+
+    async def postbacks_to_send(self) -> list[Postback]:
+        return await self._postbacks(
+            "WHERE state = 'approved' AND EXISTS (SELECT 1 FROM postback_targets t "
+            "WHERE t.postback_id = postbacks.id AND t.state = 'pending') ORDER BY id",
+            (),
+        )
+
+    async def last_postback(self, channel: ChannelRef, author: str) -> Postback | None:
+        channel_id = await self.ensure_channel(channel)
+        found = await self._postbacks(
+            "WHERE channel_id = ? AND author = ? AND state = 'approved' ORDER BY id DESC LIMIT 1",
+            (channel_id, author),
+        )
+        return found[0] if found else None
+
+    async def postbacks_since(self, author: str, since: float) -> int:
+        async with self.db.execute(
+            "SELECT count(*) FROM postbacks WHERE author = ? AND created_at >= ?", (author, since)
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
 
 
 class DuplicateSubscription(Exception):

@@ -1,0 +1,361 @@
+"""Post back from chat: compose, approve, cross-post to several networks, never lose one.
+
+Every post is a row (with one target row per network) before anything is sent.
+Each network is published to with a deterministic idempotency key, so a retry, or
+a restart after `kill -9`, reaches every network exactly once as long as the
+publisher honours the key (Mastodon's Idempotency-Key, a Bluesky record key, a
+Nostr event id, X's recent-posts check). A network that is down keeps its part
+of the post; the sender loop delivers it when the network answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from bot.clock import Clock
+from bot.crashpoints import crashpoint
+from bot.errors import UpstreamError, UserError
+from bot.model import ChannelRef, RichMessage
+from bot.protocols import Chat, Draft, Invocation, Network, Preparer, Reply
+from bot.render import defuse
+from bot.store.base import Postback, Store
+
+log = logging.getLogger(__name__)
+
+RETRY_BASE_S = 30.0
+RETRY_MAX_S = 1800.0
+UNDO_WINDOW_S = 3600.0
+HOLD_S = 60.0  # a held part is tried again after this, then with backoff
+
+
+@dataclass(frozen=True, slots=True)
+class PostPolicy:
+    """Who may post where, from settings (`postback_*`)."""
+
+    targets: Mapping[str, list[str]]  # "platform:channel" or "*" → networks
+    approval: tuple[str, ...]  # channels ("platform:channel" or "*") needing approval
+    approvers: frozenset[str]
+    direct_posters: frozenset[str]
+    posters: frozenset[str]  # empty: everyone may post (or ask)
+    self_approval: bool
+    rate_per_hour: int
+    fallback: Mapping[str, str]  # network → network to post to at once while it is down
+    max_chars: int = 5000
+
+    def channel_key(self, channel: ChannelRef) -> str:
+        return f"{channel.platform}:{channel.native_id}"
+
+    def default_targets(self, channel: ChannelRef) -> list[str]:
+        return list(self.targets.get(self.channel_key(channel), self.targets.get("*", [])))
+
+    def needs_approval(self, channel: ChannelRef, user: str) -> bool:
+        wanted = "*" in self.approval or self.channel_key(channel) in self.approval
+        return wanted and user not in self.direct_posters and user not in self.approvers
+
+
+def _hhmm(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M UTC")
+
+
+def parse_post(args: str) -> tuple[list[str], Draft]:
+    """`[--to a,b] [--reply URL] [--quote URL] [--cw TEXT] text…`; the text is kept as typed."""
+    rest = args.strip()
+    targets: list[str] = []
+    reply_to = quote_of = warning = ""
+    while rest.startswith("--"):
+        option, _, rest = rest.partition(" ")
+        rest = rest.lstrip()
+        if option not in ("--to", "--reply", "--quote", "--cw"):
+            raise UserError(f"unknown option {option}; use --to, --reply, --quote or --cw")
+        value, _, rest = rest.partition(" ")
+        rest = rest.lstrip()
+        if not value:
+            raise UserError(f"{option} needs a value")
+        if option == "--to":
+            targets += [n.strip().lower() for n in value.split(",") if n.strip()]
+        elif option == "--reply":
+            reply_to = value
+        elif option == "--quote":
+            quote_of = value
+        else:
+            warning = value.replace("_", " ")
+    return targets, Draft(rest, reply_to, quote_of, warning)
+
+
+class PostBack:
+    def __init__(
+        self,
+        store: Store,
+        networks: Mapping[str, Network],
+        chats: Mapping[str, Chat],
+        clock: Clock,
+        policy: PostPolicy,
+        *,
+        is_down: Callable[[str], bool],
+    ) -> None:
+        self._store = store
+        self._networks = networks
+        self._chats = chats
+        self._clock = clock
+        self.policy = policy
+        self._is_down = is_down
+        self._wake = asyncio.Event()
+
+    # --- commands -------------------------------------------------------------------
+
+    def accounts(self) -> str:
+        lines = []
+        for name, net in sorted(self._networks.items()):
+            if net.publisher is None:
+                continue
+            account = str(getattr(net.publisher, "account", "") or "configured")
+            state = "down — posts wait for it" if self._is_down(name) else "up"
+            lines.append(f"{name}: {account} — {state}")
+        if not lines:
+            return "No accounts are configured to post to; see README (post-back) to add one."
+        return "Accounts Starling can post to:\n" + "\n".join(lines)
+
+    def _publishable(self, network: str) -> str:
+        net = self._networks.get(network)
+        if net is None:
+            known = ", ".join(sorted(n for n, x in self._networks.items() if x.publisher))
+            raise UserError(f"unknown network {network!r}; accounts are set up for: {known}")
+        if net.publisher is None:
+            raise UserError(f"no account is configured for {network}; see /accounts")
+        return net.name
+
+    def prepare(self, networks: list[str], draft: Draft) -> list[str]:
+        """One preview line per network; raises `UserError` naming every problem."""
+        previews: list[str] = []
+        problems: list[str] = []
+        for network in networks:
+            publisher = self._networks[network].publisher
+            if isinstance(publisher, Preparer):
+                prep = publisher.prepare(draft)
+                problems += [f"{network}: {p}" for p in prep.problems]
+                previews.append(f"{network}: {prep.text}")
+            else:
+                previews.append(f"{network}: {draft.text}")
+        if problems:
+            raise UserError("; ".join(problems))
+        return previews
+
+    async def post(self, inv: Invocation) -> Reply:
+        policy = self.policy
+        if policy.posters and inv.user not in policy.posters:
+            raise UserError("you are not among the members allowed to post for the team")
+        wanted, draft = parse_post(inv.args)
+        if not draft.text.strip():
+            raise UserError("nothing to post; write the text after /post")
+        if len(draft.text) > policy.max_chars:
+            raise UserError(
+                f"the text is {len(draft.text)} characters; the most is {policy.max_chars}"
+            )
+        networks = [self._publishable(n) for n in (wanted or policy.default_targets(inv.channel))]
+        networks = list(dict.fromkeys(networks))
+        if not networks:
+            raise UserError(
+                "no networks to post to: add --to mastodon,bluesky (or set postback_targets)"
+            )
+        recent = await self._store.postbacks_since(inv.user, time.time() - 3600)
+        if recent >= policy.rate_per_hour:
+            raise UserError(
+                f"you have posted {recent} times in the last hour (the limit is "
+                f"{policy.rate_per_hour}); try again later"
+            )
+        previews = self.prepare(networks, draft)
+        if policy.needs_approval(inv.channel, inv.user):
+            postback = await self._store.create_postback(
+                inv.channel, inv.user, draft, networks, "awaiting_approval"
+            )
+            await self._show_request(postback, previews)
+            return Reply(f"Asked for approval: request #{postback.id} is waiting for an approver.")
+        postback = await self._store.create_postback(
+            inv.channel, inv.user, draft, networks, "approved"
+        )
+        lines = await self.send(postback)
+        return Reply(f"Post #{postback.id}: " + "; ".join(lines), ephemeral=False)
+
+    async def _show_request(self, postback: Postback, previews: list[str]) -> None:
+        chat = self._chats.get(postback.channel.platform)
+        if chat is None:
+            return
+        message = RichMessage(
+            title=f"Post request #{postback.id} by {defuse(postback.author)}",
+            text="\n".join(defuse(p) for p in previews),
+            footer=f"An approver can /approve {postback.id} or /reject {postback.id}.",
+        )
+        ref = await chat.send(postback.channel, message, f"starling-request:{postback.id}")
+        await self._store.set_request_ref(postback.id, ref)
+
+    async def _decide(self, inv: Invocation, approve: bool) -> Reply:
+        verb = "approve" if approve else "reject"
+        arg = inv.args.strip().lstrip("#")
+        if not (arg.isascii() and arg.isdigit()):
+            raise UserError(f"give the request number, e.g. /{verb} 7")
+        postback = await self._store.get_postback(int(arg))
+        if postback is None or postback.channel != inv.channel:
+            raise UserError(f"there is no post request #{arg} in this channel")
+        if inv.user not in self.policy.approvers:
+            raise UserError(f"only approvers can {verb} posts here")
+        if approve and postback.author == inv.user and not self.policy.self_approval:
+            raise UserError("you cannot approve your own post; ask another approver")
+        decided = await self._store.decide_postback(
+            postback.id, "approved" if approve else "rejected", inv.user, "awaiting_approval"
+        )
+        if decided is None:
+            current = await self._store.get_postback(postback.id)
+            assert current is not None
+            when = _hhmm(current.decided_at) if current.decided_at else "earlier"
+            raise UserError(f"request #{postback.id} was already {current.state} by "
+                            f"{current.decided_by or 'someone'} at {when}")  # fmt: skip
+        stamp = f"{'Approved' if approve else 'Rejected'} by {defuse(inv.user)} at " + _hhmm(
+            decided.decided_at or time.time()
+        )
+        await self._mark_request(decided, stamp)
+        if not approve:
+            return Reply(f"Rejected request #{decided.id}; nothing was posted.", ephemeral=False)
+        lines = await self.send(decided)
+        return Reply(f"Approved #{decided.id}: " + "; ".join(lines), ephemeral=False)
+
+    async def approve(self, inv: Invocation) -> Reply:
+        return await self._decide(inv, approve=True)
+
+    async def reject(self, inv: Invocation) -> Reply:
+        return await self._decide(inv, approve=False)
+
+    async def _mark_request(self, postback: Postback, stamp: str) -> None:
+        chat = self._chats.get(postback.channel.platform)
+        if chat is None or not postback.request_ref:
+            return
+        message = RichMessage(
+            title=f"Post request #{postback.id} by {defuse(postback.author)}",
+            text=defuse(postback.draft.text),
+            footer=stamp,
+        )
+        try:
+            await chat.edit(postback.channel, postback.request_ref, message)
+        except Exception:
+            log.warning("could not update request #%d", postback.id, exc_info=True)
+
+    async def undo(self, inv: Invocation) -> Reply:
+        last = await self._store.last_postback(inv.channel, inv.user)
+        if last is None or time.time() - last.created_at > UNDO_WINDOW_S:
+            raise UserError("you have no post from the last hour here to undo")
+        removed, problems = [], []
+        for target in last.targets:
+            publisher = (
+                self._networks[target.network].publisher
+                if target.network in self._networks
+                else None
+            )
+            if target.state == "pending":
+                await self._store.update_target(last.id, target.network, state="deleted")
+                removed.append(f"{target.network} (not sent yet)")
+            elif target.state == "sent" and publisher is not None:
+                try:
+                    await publisher.delete(target.native_id)
+                except (UpstreamError, UserError) as err:
+                    problems.append(f"{target.network}: {err}")
+                    continue
+                await self._store.update_target(last.id, target.network, state="deleted")
+                removed.append(target.network)
+        await self._store.decide_postback(last.id, "undone", inv.user, "approved")
+        text = f"Removed post #{last.id} from " + (", ".join(removed) or "nowhere")
+        if problems:
+            text += "; could not remove it from " + "; ".join(problems)
+        return Reply(text + ".", ephemeral=False)
+
+    # --- sending --------------------------------------------------------------------
+
+    async def send(self, postback: Postback) -> list[str]:
+        """Publish every pending target now (or hold it); one result line per network."""
+        lines = []
+        networks = [t.network for t in postback.targets]
+        for target in postback.targets:
+            if target.state != "pending":
+                continue
+            network = target.network
+            if self._is_down(network):
+                fallback = self.policy.fallback.get(network)
+                note = f"{network} is down — will send when it is back"
+                # Held, and tried again later: the retry is also the probe that
+                # notices the network is back when nothing else talks to it.
+                await self._store.update_target(
+                    postback.id, network, not_before=time.time() + HOLD_S
+                )
+                usable = bool(
+                    fallback
+                    and fallback in self._networks
+                    and self._networks[fallback].publisher is not None
+                )
+                if fallback and fallback not in networks and usable:
+                    lines.append(f"{note}; sending to {fallback} meanwhile")
+                    await self._store.add_target(postback.id, fallback)
+                    networks.append(fallback)
+                    lines.append(await self._publish(postback, fallback, 0))
+                    continue
+                lines.append(note)
+                continue
+            lines.append(await self._publish(postback, network, target.attempts))
+        return lines
+
+    async def _publish(self, postback: Postback, network: str, attempts: int) -> str:
+        publisher = self._networks[network].publisher
+        assert publisher is not None
+        key = f"starling-post:{postback.id}:{network}"
+        await self._store.update_target(postback.id, network, attempts=attempts + 1)
+        try:
+            published = await publisher.publish(postback.draft, key)
+        except UserError as err:
+            await self._store.update_target(postback.id, network, state="failed", error=str(err))
+            return f"{network} refused it: {err}"
+        except UpstreamError as err:
+            if err.outcome.is_outage_signal:
+                delay = err.retry_after_s or min(RETRY_BASE_S * 2**attempts, RETRY_MAX_S)
+                await self._store.update_target(
+                    postback.id, network, error=str(err), not_before=time.time() + delay
+                )
+                return f"{network} did not take it yet ({err}); will retry"
+            await self._store.update_target(postback.id, network, state="failed", error=str(err))
+            return f"{network} failed: {err}"
+        crashpoint("after_publish")
+        await self._store.update_target(
+            postback.id, network, state="sent", native_id=published.native_id, url=published.url
+        )
+        return f"{network}: {published.url}"
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, every_s: float = 15.0) -> None:
+        """Send what waits: held for an outage, retried after an error, or left by a crash."""
+        while True:
+            for postback in await self._store.postbacks_to_send():
+                now = time.time()
+                due = [t for t in postback.targets if t.state == "pending" and t.not_before <= now]
+                if not due:
+                    continue
+                lines = [await self._publish(postback, t.network, t.attempts) for t in due]
+                await self._tell(postback, f"Post #{postback.id}, sent late: " + "; ".join(lines))
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(every_s):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    async def _tell(self, postback: Postback, text: str) -> None:
+        chat = self._chats.get(postback.channel.platform)
+        if chat is None:
+            return
+        key = f"starling-postback:{postback.id}:{int(time.time())}"
+        try:
+            await chat.send(postback.channel, RichMessage(text=defuse(text)), key)
+        except Exception:
+            log.warning("could not report post #%d in its channel", postback.id, exc_info=True)
