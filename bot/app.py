@@ -444,6 +444,7 @@ class App:
             hosts = by_network.get(name, [])
             if not hosts:
                 lines.append(f"{name}: no requests yet")
+                lines += self._extra_status(name)
                 continue
             trackers = {t.host: t for t in self.outages.state_of(name)}
             unwell = [t for t in trackers.values() if t.state is not HostState.UP]
@@ -454,6 +455,7 @@ class App:
             ok_text = f", last success {_hhmm(last_ok)}" if last_ok else ""
             count = f"{len(hosts)} host{'s' if len(hosts) != 1 else ''}"
             lines.append(f"{name}: {state} — {count}{ok_text}")
+            lines += self._extra_status(name)
             for h in [h for h in hosts if h.consecutive_failures][:10]:
                 outage = self.outages.open.get((name, h.host))
                 since = _hhmm(outage.started_at) if outage else _hhmm(h.last_failure_at or 0)
@@ -489,6 +491,11 @@ class App:
                         f"{past.caught_up} posts caught up"
                     )
         return "\n".join(lines)
+
+    def _extra_status(self, name: str) -> list[str]:
+        """A network may add its own figures (e.g. X's reads used today): optional."""
+        extra = getattr(self.networks[name], "status_lines", None)
+        return [f"  {line}" for line in extra()] if callable(extra) else []
 
     # --- lifecycle ------------------------------------------------------------------
 

@@ -119,7 +119,12 @@ class Preparer(Protocol):
 
 @runtime_checkable
 class Network(Protocol):
-    """What a `starling.networks` entry-point factory returns."""
+    """What a `starling.networks` entry-point factory returns.
+
+    Optional attributes the core honours when present: `default_interval_s` and
+    `min_interval_s` (gentler polling for costly APIs), `status_lines()` (extra
+    figures for /status), and `publisher.account` (shown by /accounts).
+    """
 
     name: str
     aliases: tuple[str, ...]

@@ -77,3 +77,24 @@ async def test_streamed_posts_arrive_once_and_follows_reopen_the_stream(
     ]
     await bot.say("/unfollow 2", channel="other")
     await _opened(network, ["alice"])
+
+
+class CostlyNetwork(PushNetwork):
+    """A network whose reads cost money: it asks for gentle polling and reports spend."""
+
+    name = "costly"
+    default_interval_s = 900.0
+    min_interval_s = 600.0
+
+    def status_lines(self) -> list[str]:
+        return ["reads today: 12 of 500"]
+
+
+async def test_a_network_can_ask_for_gentle_polling_and_add_status_lines(
+    start_bot: StartBot,
+) -> None:
+    bot = await start_bot(RecordingChat(), extra_networks={"costly": CostlyNetwork()})
+    too_fast = await bot.say("/follow costly alice --every 1m")
+    assert too_fast == "/follow: --every must be at least 10 min for costly"
+    assert "(checked every 15 min)" in await bot.say("/follow costly alice")
+    assert "  reads today: 12 of 500" in await bot.say("/status")
