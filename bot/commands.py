@@ -202,13 +202,12 @@ class Commands:
         network = app.network(parsed.network)
         if network.source is None:
             raise UserError(f"{network.name} cannot be followed (it only publishes)")
-        interval = (
-            parsed.interval_s if parsed.interval_s is not None else app.settings.default_interval_s
-        )
-        if interval < app.settings.min_interval_s:
-            raise UserError(
-                f"--every must be at least {_every(app.settings.min_interval_s)} on this server"
-            )
+        # A network may ask for gentler polling (X reads cost money): optional attributes.
+        default = float(getattr(network, "default_interval_s", app.settings.default_interval_s))
+        floor = max(app.settings.min_interval_s, float(getattr(network, "min_interval_s", 0.0)))
+        interval = parsed.interval_s if parsed.interval_s is not None else max(default, floor)
+        if interval < floor:
+            raise UserError(f"--every must be at least {_every(floor)} for {network.name}")
         target = await network.source.resolve(kind, parsed.query)
         try:
             sub, queued = await app.subscribe(inv, target, parsed.filters, interval, parsed.last)

@@ -150,7 +150,7 @@ async def follow(app: App, args: str) -> str:
 
 async def test_every_below_the_minimum_is_refused(app: App) -> None:
     reply = await follow(app, f"feeds {FEED} --every 30s")
-    assert reply == "/follow: --every must be at least 1 min on this server"
+    assert reply == "/follow: --every must be at least 1 min for feeds"
     assert await app.store.list_subscriptions() == []
 
 
