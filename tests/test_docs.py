@@ -7,9 +7,15 @@ import tomllib
 from bot.config import Settings, load_settings
 from plugins.console import ConsoleSettings
 from plugins.feeds import FeedsSettings
+from plugins.nostr import NostrSettings
 from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
+PLUGIN_SETTINGS = [
+    ("feeds", FeedsSettings),
+    ("console", ConsoleSettings),
+    ("nostr", NostrSettings),
+]
 EXAMPLE = REPO / "starling.example.toml"
 
 
@@ -22,7 +28,7 @@ def test_every_core_option_is_documented_in_readme_and_example() -> None:
 
 
 def test_every_plugin_option_is_documented() -> None:
-    for table, model in (("feeds", FeedsSettings), ("console", ConsoleSettings)):
+    for table, model in PLUGIN_SETTINGS:
         for name in model.model_fields:
             if name == "enabled":
                 assert "`enabled`" in README

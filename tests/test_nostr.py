@@ -1,0 +1,510 @@
+"""Nostr against REAL relays (PyPI `nostr-relay` subprocesses on loopback ports).
+
+A whole Starling runs with a `RecordingChat`; the nostr plugin is loaded through
+its entry point and configured from the environment, as an operator would.
+Other people's notes are signed with `aionostr`, an independent client library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aionostr.event import Event as AioEvent
+
+from bot.clock import SystemClock
+from bot.errors import Outcome, UpstreamError
+from bot.health import HealthBook
+from bot.model import Post, Target, TargetKind
+from bot.protocols import Draft, PluginContext, StreamingSource
+from plugins.nostr import create
+from plugins.nostr.keys import parse_event_id
+from plugins.nostr.publisher import JOURNAL_FILE
+from tests.conftest import RunningBot, StartBot
+from tests.fakes.nostr_relay import Author, NostrRelay, free_port, relay_trio, running_relays
+
+__all__ = ["relay_trio"]  # the session fixture, imported so pytest finds it here
+
+Configure = Callable[..., None]
+
+
+@pytest.fixture
+def honest(relay_trio: tuple[NostrRelay, ...]) -> tuple[NostrRelay, NostrRelay]:
+    return relay_trio[0], relay_trio[1]
+
+
+@pytest.fixture
+def lax(relay_trio: tuple[NostrRelay, ...]) -> NostrRelay:
+    return relay_trio[2]
+
+
+@pytest.fixture
+def configure(monkeypatch: pytest.MonkeyPatch) -> Configure:
+    """Point the nostr plugin at relays through STARLING_NOSTR__* (fast reconnects)."""
+
+    def apply(*relays: NostrRelay | str, **options: Any) -> None:
+        urls = [r if isinstance(r, str) else r.url for r in relays]
+        monkeypatch.setenv("STARLING_NOSTR__RELAYS", json.dumps(urls))
+        monkeypatch.setenv("STARLING_NOSTR__RECONNECT_MIN_S", "0.1")
+        monkeypatch.setenv("STARLING_NOSTR__RECONNECT_MAX_S", "0.5")
+        monkeypatch.setenv("STARLING_NOSTR__TIMEOUT_S", "5")
+        for name, value in options.items():
+            monkeypatch.setenv(f"STARLING_NOSTR__{name.upper()}", str(value))
+
+    return apply
+
+
+async def send(relay: NostrRelay, event: dict[str, Any]) -> None:
+    accepted, reason = await asyncio.to_thread(relay.send, event)
+    assert accepted, reason
+
+
+async def eventually(check: Callable[[], bool], within_s: float = 10.0) -> None:
+    async with asyncio.timeout(within_s):
+        while not check():
+            await asyncio.sleep(0.02)
+
+
+def outcomes(bot: RunningBot, relay: NostrRelay) -> dict[Outcome, int]:
+    host = bot.app.health.hosts.get(("nostr", f"127.0.0.1:{relay.port}"))
+    return dict(host.counts) if host else {}
+
+
+async def connected(bot: RunningBot, *relays: NostrRelay) -> None:
+    """Wait until the stream holds a websocket to each relay (an OK recorded for it)."""
+    await eventually(lambda: all(outcomes(bot, r).get(Outcome.OK, 0) >= 2 for r in relays))
+
+
+def texts(bot: RunningBot) -> list[str]:
+    return [sent.message.text for sent in bot.chat.sent]
+
+
+async def quiet(seconds: float = 0.5) -> None:
+    """Give a duplicate or a forged note the time it would need to show up."""
+    await asyncio.sleep(seconds)
+
+
+# --- following ----------------------------------------------------------------------
+
+
+async def test_follow_a_pubkey_and_new_notes_arrive_in_real_time(
+    start_bot: StartBot, configure: Configure, honest: tuple[NostrRelay, NostrRelay]
+) -> None:
+    relay = honest[0]
+    author = Author()
+    await send(relay, author.event("an old note, from before the follow"))
+    configure(relay)
+    bot = await start_bot()
+    answer = await bot.say(f"/follow nostr {author.npub}")
+    assert "Following npub1" in answer
+    assert "as #1" in answer
+    await connected(bot, relay)
+
+    note = author.event("Hello from nostr\nsecond line https://example.com/cat.png")
+    await send(relay, note)
+    [sent] = await bot.chat.wait_for(1, within_s=10)
+    message = sent.message
+    assert message.text == "Hello from nostr\nsecond line https://example.com/cat.png"
+    assert message.network == "nostr"
+    assert message.author.startswith(author.npub[:10])
+    assert parse_event_id(message.link.removeprefix("https://njump.me/")) == note["id"]
+    assert [image.url for image in message.images] == ["https://example.com/cat.png"]
+    await quiet()
+    assert texts(bot) == [message.text], "the old note must not be posted; the new one once"
+
+
+async def test_follow_by_hex_key_and_the_display_name_comes_from_kind_0(
+    start_bot: StartBot, configure: Configure, honest: tuple[NostrRelay, NostrRelay]
+) -> None:
+    relay = honest[0]
+    author = Author()
+    profile = json.dumps({"name": "ada", "display_name": "Ada Lovelace"})
+    await send(relay, author.event(profile, kind=0))
+    configure(relay)
+    bot = await start_bot()
+    assert "as #1" in await bot.say(f"/follow nostr {author.pubkey}")
+    await connected(bot, relay)
+    await send(relay, author.event("notes on the analytical engine"))
+    [sent] = await bot.chat.wait_for(1)
+    assert sent.message.author == "Ada Lovelace"
+
+
+async def test_same_note_on_two_relays_is_shown_once_and_each_relay_is_read(
+    start_bot: StartBot, configure: Configure, honest: tuple[NostrRelay, NostrRelay]
+) -> None:
+    first, second = honest
+    author = Author()
+    configure(first, second)
+    bot = await start_bot()
+    await bot.say(f"/follow nostr {author.npub}")
+    await connected(bot, first, second)
+
+    both = author.event("posted to two relays")
+    await send(first, both)
+    await send(second, both)
+    await bot.chat.wait_for(1)
+    only_second = author.event("only the second relay has this")
+    await send(second, only_second)
+    await bot.chat.wait_for(2)
+    await quiet()
+    await bot.poll_all()  # the polling backfill sees both relays too
+    await quiet(0.2)
+    assert texts(bot) == ["posted to two relays", "only the second relay has this"]
+
+
+async def test_forged_notes_are_dropped_even_when_a_relay_serves_them(
+    start_bot: StartBot,
+    configure: Configure,
+    honest: tuple[NostrRelay, NostrRelay],
+    lax: NostrRelay,
+) -> None:
+    victim, forger = Author(), Author()
+    genuine_earlier = victim.event("the real words")
+    tampered = {**genuine_earlier, "content": "send all your coins to me"}
+    # A note in the victim's name: the id is right, the signature is the forger's.
+    forged_event = AioEvent(pubkey=victim.pubkey, content="I endorse this scam", kind=1, tags=[])
+    forged_event.sig = forger.key.sign_message_hash(bytes.fromhex(forged_event.id))
+    forged = dict(forged_event.to_json_object())
+    configure(honest[0], lax)
+    bot = await start_bot()
+    await bot.say(f"/follow nostr {victim.npub}")
+    await connected(bot, honest[0], lax)
+
+    await send(lax, tampered)
+    await send(lax, forged)
+    assert {e["id"] for e in lax.query(authors=[victim.pubkey])} >= {forged["id"], tampered["id"]}
+    await send(honest[0], victim.event("a genuine note"))
+    await bot.chat.wait_for(1)
+    await quiet()
+    await bot.poll_all()
+    await quiet(0.2)
+    assert texts(bot) == ["a genuine note"]
+
+
+async def test_hashtag_follow_and_search_relay_tagged_notes_from_anyone(
+    start_bot: StartBot, configure: Configure, honest: tuple[NostrRelay, NostrRelay]
+) -> None:
+    relay = honest[0]
+    tag = f"starling{secrets.token_hex(4)}"
+    configure(relay)
+    bot = await start_bot()
+    assert f"Searching #{tag}" in await bot.say(f"/search nostr #{tag}")
+    assert "as #2" in await bot.say(f"/follow nostr #{tag.upper()}", channel="other")
+    await connected(bot, relay)
+
+    alice, bob = Author(), Author()
+    await send(relay, alice.event(f"tagged #{tag}", tags=[["t", tag]]))
+    await send(relay, bob.event("not tagged, only mentions the word " + tag))
+    await send(relay, bob.event("tagged too", tags=[["t", tag]]))
+    await bot.chat.wait_for(4)
+    await quiet()
+    by_channel = sorted((s.channel.native_id, s.message.text) for s in bot.chat.sent)
+    assert by_channel == sorted(
+        (channel, text)
+        for channel in ("general", "other")
+        for text in (f"tagged #{tag}", "tagged too")
+    )
+
+
+async def test_a_relay_restart_loses_nothing_and_repeats_nothing(
+    start_bot: StartBot, configure: Configure, tmp_path: Path
+) -> None:
+    relay = NostrRelay(tmp_path / "relay").start()
+    try:
+        author = Author()
+        configure(relay)
+        bot = await start_bot()
+        await bot.say(f"/follow nostr {author.npub}")
+        await connected(bot, relay)
+        await send(relay, author.event("before the crash"))
+        await bot.chat.wait_for(1)
+
+        relay.kill()
+        await eventually(lambda: outcomes(bot, relay).get(Outcome.STREAM_DROPPED, 0) >= 1)
+        await eventually(lambda: outcomes(bot, relay).get(Outcome.REFUSED, 0) >= 1)
+        # While Starling cannot connect, a note reaches the relay's database through
+        # another process of the same relay: only `since` on reconnect can find it.
+        side = NostrRelay(tmp_path / "side", db=relay.db)
+        with running_relays(side):
+            await send(side, author.event("while the relay was down"))
+        relay.start()
+
+        await bot.chat.wait_for(2, within_s=15)
+        await send(relay, author.event("after the restart"))
+        await bot.chat.wait_for(3)
+        await quiet()
+        assert texts(bot) == ["before the crash", "while the relay was down", "after the restart"]
+        recovered = bot.app.health.hosts[("nostr", f"127.0.0.1:{relay.port}")]
+        assert recovered.consecutive_failures == 0, "a successful reconnect clears the failures"
+    finally:
+        relay.kill()
+
+
+async def test_the_stream_resumes_since_the_cursor_and_hands_each_event_over_once(
+    honest: tuple[NostrRelay, NostrRelay], tmp_path: Path
+) -> None:
+    first, second = honest
+    author = Author()
+    now = int(time.time())
+    await send(first, author.event("long before the cursor", created_at=now - 3600))
+    await send(second, author.event("just after the cursor", created_at=now - 300))
+    clock = SystemClock()
+    health = HealthBook(clock)
+    config = {"relays": [first.url, second.url], "reconnect_min_s": "0.1"}
+    network = create(PluginContext("nostr", config, health, clock, False, str(tmp_path)))
+    assert network.source is not None
+    target = await network.source.resolve(TargetKind.ACCOUNT, author.npub)
+    received: list[tuple[list[str], str | None]] = []
+
+    async def sink(_: Target, posts: list[Post], cursor: str | None) -> None:
+        received.append(([p.text for p in posts], cursor))
+
+    stream = network.source
+    assert isinstance(stream, StreamingSource)
+    task = asyncio.create_task(stream.stream([target], {target.resource_key: str(now - 600)}, sink))
+    try:
+        await eventually(lambda: bool(received))
+        await eventually(lambda: all(h.counts.get(Outcome.OK) for h in health.hosts.values()))
+        await eventually(lambda: len(health.hosts) == 2)
+        both = author.event("live on both relays")
+        await send(first, both)
+        await send(second, both)
+        await eventually(lambda: len(received) >= 2)
+        await quiet()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert received == [
+        (["just after the cursor"], str(now - 300)),
+        (["live on both relays"], str(both["created_at"])),
+    ]
+
+
+# --- polling (fetch) ----------------------------------------------------------------
+
+
+async def test_fetch_asks_since_the_cursor_across_relays(
+    start_bot: StartBot, configure: Configure, honest: tuple[NostrRelay, NostrRelay]
+) -> None:
+    first, second = honest
+    author = Author()
+    now = int(time.time())
+    await send(first, author.event("an hour ago", created_at=now - 3600))
+    await send(second, author.event("a minute ago", created_at=now - 60))
+    configure(first, second, since_overlap_s=0)
+    bot = await start_bot()
+    source = bot.app.networks["nostr"].source
+    assert source is not None
+    target = await source.resolve(TargetKind.ACCOUNT, author.npub)
+
+    everything = await source.fetch(target, None)
+    assert sorted(p.text for p in everything.posts) == ["a minute ago", "an hour ago"]
+    assert everything.cursor == str(now - 60)
+    recent = await source.fetch(target, str(now - 600))
+    assert [p.text for p in recent.posts] == ["a minute ago"]
+    nothing_new = await source.fetch(target, str(now - 59))
+    assert nothing_new.posts == []
+    assert nothing_new.cursor == str(now - 59), "the cursor never moves backwards"
+
+
+async def test_polling_beside_the_stream_shows_a_note_once(
+    start_bot: StartBot, configure: Configure, honest: tuple[NostrRelay, NostrRelay]
+) -> None:
+    relay = honest[1]
+    author = Author()
+    configure(relay)
+    bot = await start_bot()
+    await bot.say(f"/follow nostr {author.npub}")
+    await send(relay, author.event("seen by the poll and the stream"))
+    await bot.poll_all()
+    await bot.chat.wait_for(1)
+    await quiet()
+    await bot.poll_all()
+    assert texts(bot) == ["seen by the poll and the stream"]
+
+
+# --- bad input ----------------------------------------------------------------------
+
+
+async def test_bad_input_gets_one_line_and_stores_nothing(
+    start_bot: StartBot, configure: Configure, honest: tuple[NostrRelay, NostrRelay]
+) -> None:
+    configure(honest[0])
+    bot = await start_bot()
+    replies = [
+        await bot.say("/follow nostr npub1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq"),
+        await bot.say("/follow nostr alice@example.com"),
+        await bot.say("/search nostr nostr news"),
+        await bot.say("/follow nostr #two#tags"),
+    ]
+    for reply in replies:
+        assert reply.startswith(("/follow: ", "/search: "))
+        assert "\n" not in reply
+    assert "is not a valid npub or hex public key" in replies[0]
+    assert "'alice@example.com' is not a valid npub or hex public key" in replies[1]
+    assert "write it with #, like /search nostr #python" in replies[2]
+    assert "is not a hashtag" in replies[3]
+    assert (await bot.say("/list")).startswith("No subscriptions")
+
+
+async def test_unreachable_relay_is_one_line_and_shows_in_status(
+    start_bot: StartBot, configure: Configure
+) -> None:
+    dead = f"ws://127.0.0.1:{free_port()}"
+    configure(dead)
+    bot = await start_bot()
+    author = Author()
+    reply = await bot.say(f"/follow nostr {author.npub}")
+    assert reply.startswith("/follow: could not read")
+    assert "no nostr relay answered" in reply
+    assert "refused the connection" in reply
+    assert "\n" not in reply
+    assert (await bot.say("/list")).startswith("No subscriptions")
+    status = await bot.say("/status")
+    [relay_line] = [line for line in status.splitlines() if dead.removeprefix("ws://") in line]
+    assert "failures in a row" in relay_line
+    assert "refused the connection" in relay_line
+
+
+async def test_without_relays_following_says_how_to_configure_them(
+    start_bot: StartBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("STARLING_NOSTR__RELAYS", raising=False)
+    bot = await start_bot()
+    reply = await bot.say(f"/follow nostr {Author().npub}")
+    assert reply.startswith("/follow: no nostr relays are configured")
+    assert "STARLING_NOSTR__RELAYS" in reply
+
+
+# --- publishing ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def secret_key() -> str:
+    return secrets.token_hex(32)
+
+
+def publisher_of(bot: RunningBot) -> Any:
+    publisher = bot.app.networks["nostr"].publisher
+    assert publisher is not None
+    return publisher
+
+
+async def test_a_published_note_is_signed_on_every_relay_and_reads_back(
+    start_bot: StartBot,
+    configure: Configure,
+    honest: tuple[NostrRelay, NostrRelay],
+    secret_key: str,
+) -> None:
+    configure(*honest, secret_key=secret_key)
+    bot = await start_bot()
+    published = await publisher_of(bot).publish(Draft("Release 2.0 is out #Starling"), "post-1")
+    for relay in honest:  # each relay checked the BIP-340 signature before storing it
+        [stored] = relay.query(ids=[published.native_id])
+        assert stored["content"] == "Release 2.0 is out #Starling"
+        assert ["t", "starling"] in stored["tags"]
+        assert AioEvent(**stored).verify(), "an independent implementation agrees"
+    assert parse_event_id(published.url.removeprefix("https://njump.me/")) == published.native_id
+
+    source = bot.app.networks["nostr"].source
+    assert source is not None
+    target = await source.resolve(TargetKind.ACCOUNT, stored["pubkey"])
+    result = await source.fetch(target, None)
+    assert [(p.native_id, p.text) for p in result.posts] == [
+        (published.native_id, "Release 2.0 is out #Starling")
+    ]
+
+
+async def test_publishing_again_with_the_same_key_makes_no_second_note(
+    start_bot: StartBot,
+    configure: Configure,
+    honest: tuple[NostrRelay, NostrRelay],
+    secret_key: str,
+    tmp_path: Path,
+) -> None:
+    configure(*honest, secret_key=secret_key)
+    bot = await start_bot()
+    first = await publisher_of(bot).publish(Draft("exactly once"), "starling:1:post-9")
+    await asyncio.sleep(1.1)  # a later second: a naive retry would sign a new event
+    again = await publisher_of(bot).publish(Draft("exactly once"), "starling:1:post-9")
+    await bot.stop()
+    restarted = await start_bot()  # same data dir: the journal survives a restart
+    after_restart = await publisher_of(restarted).publish(
+        Draft("exactly once"), "starling:1:post-9"
+    )
+    other = await publisher_of(restarted).publish(Draft("exactly once"), "starling:1:post-10")
+
+    assert first == again == after_restart
+    assert other.native_id != first.native_id
+    assert (tmp_path / "data" / JOURNAL_FILE).is_file()
+    pubkey = honest[0].query(ids=[first.native_id])[0]["pubkey"]
+    for relay in honest:
+        assert len(relay.query(authors=[pubkey], kinds=[1])) == 2
+
+
+async def test_delete_publishes_a_kind_5_and_relays_drop_the_note(
+    start_bot: StartBot,
+    configure: Configure,
+    honest: tuple[NostrRelay, NostrRelay],
+    secret_key: str,
+) -> None:
+    configure(*honest, secret_key=secret_key)
+    bot = await start_bot()
+    published = await publisher_of(bot).publish(Draft("oops, wrong channel"), "post-2")
+    await publisher_of(bot).delete(published.native_id)
+    for relay in honest:
+        assert relay.query(ids=[published.native_id]) == []
+        [deletion] = relay.query(kinds=[5], tag_e=[published.native_id])
+        assert ["e", published.native_id] in deletion["tags"]
+
+
+async def test_a_reply_carries_nip10_markers_and_the_parent_author(
+    start_bot: StartBot,
+    configure: Configure,
+    honest: tuple[NostrRelay, NostrRelay],
+    secret_key: str,
+) -> None:
+    relay = honest[0]
+    author = Author()
+    root = author.event("what should we build next?")
+    await send(relay, root)
+    reply_to_root = author.event("a follow-up", tags=[["e", root["id"], "", "root"]])
+    await send(relay, reply_to_root)
+    configure(relay, secret_key=secret_key)
+    bot = await start_bot()
+    direct = await publisher_of(bot).publish(Draft("a bot!", reply_to=root["id"]), "r1")
+    nested = await publisher_of(bot).publish(Draft("agreed", reply_to=reply_to_root["id"]), "r2")
+    [direct_event] = relay.query(ids=[direct.native_id])
+    [nested_event] = relay.query(ids=[nested.native_id])
+    assert direct_event["tags"] == [["e", root["id"], "", "root"], ["p", author.pubkey]]
+    assert nested_event["tags"] == [
+        ["e", root["id"], "", "root"],
+        ["e", reply_to_root["id"], "", "reply"],
+        ["p", author.pubkey],
+    ]
+
+
+async def test_publishing_succeeds_while_one_relay_is_down_and_fails_when_all_are(
+    start_bot: StartBot,
+    configure: Configure,
+    honest: tuple[NostrRelay, NostrRelay],
+    secret_key: str,
+) -> None:
+    dead = f"ws://127.0.0.1:{free_port()}"
+    configure(honest[0], dead, secret_key=secret_key)
+    bot = await start_bot()
+    published = await publisher_of(bot).publish(Draft("one relay is enough"), "p1")
+    assert honest[0].query(ids=[published.native_id])
+    await bot.stop()
+    configure(dead, secret_key=secret_key)
+    lonely = await start_bot()
+    with pytest.raises(UpstreamError) as err:
+        await publisher_of(lonely).publish(Draft("nobody hears this"), "p2")
+    assert err.value.outcome is Outcome.REFUSED
+    assert "no nostr relay accepted the event" in str(err.value)
