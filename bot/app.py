@@ -171,12 +171,12 @@ class App:
             if str(context(name).config.get("enabled", True)).lower() in ("false", "0", "no"):
                 continue
             try:
-                factory = load_factory(ep)
+                networks[name] = load_factory(ep)(context(name))
+            except ConfigError:
+                raise  # a wrong option is the operator's to fix: say so and stop
             except Exception:
                 # One broken plugin must not take every other network down with it.
                 log.exception("network plugin %s (%s) failed to load; skipped", name, ep.value)
-                continue
-            networks[name] = factory(context(name))
         networks.update(extra_networks or {})
         available = discover(CHAT_GROUP)
         if chats is not None:
@@ -419,6 +419,13 @@ class App:
 
     def _admitted_on(self, network: str, host: str) -> int:
         return sum(state.admitted for state in self._on_host(network, host))
+
+    async def resume(self, channel: ChannelRef, sub_id: int) -> Subscription | None:
+        """Unpause a subscription (after its channel permission or token is fixed)."""
+        sub = await self.store.resume_subscription(channel, sub_id)
+        if sub is not None:
+            await self._refresh_resource(sub.target)
+        return sub
 
     async def _paused(self, item: OutboxItem, reason: str) -> None:
         await self.store.pause_subscription(item.subscription_id, reason)

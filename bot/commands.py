@@ -26,6 +26,7 @@ HELP = """Starling commands:
 /follow <network> <account or URL> [options] — relay an account or feed into this channel
 /search <network> <query> [options] — relay posts matching a search
 /unfollow <id> — stop a subscription (ids are in /list)
+/resume <id> — restart a paused subscription once its cause is fixed
 /mirror <id> <network> <account> — while #id's network is down, relay this account instead
 /post [--to a,b] [--reply URL] [--quote URL] [--cw WARNING] <text> — post to the team's accounts
 /approve <n>, /reject <n> — decide on a post request
@@ -140,7 +141,7 @@ class Commands:
 
     def command_names(self) -> list[str]:
         return [
-            "follow", "search", "unfollow", "mirror", "list", "status", "help",
+            "follow", "search", "unfollow", "mirror", "resume", "list", "status", "help",
             "post", "approve", "reject", "undo", "accounts",
         ]  # fmt: skip
 
@@ -169,6 +170,7 @@ class Commands:
             "search": self.search,
             "unfollow": self.unfollow,
             "mirror": self.mirror,
+            "resume": self.resume,
             "post": self._app.postback.post,
             "approve": self._app.postback.approve,
             "reject": self._app.postback.reject,
@@ -276,6 +278,18 @@ class Commands:
             f"#{primary.id}: while {primary.target.network} is down, posts come from "
             f"{network.name} here.",
             ephemeral=False,
+        )
+
+    async def resume(self, inv: Invocation) -> Reply:
+        arg = inv.args.strip().lstrip("#")
+        if not (arg.isascii() and arg.isdigit()):
+            raise UserError("give the subscription id from /list, e.g. /resume 3")
+        sub = await self._app.resume(inv.channel, int(arg))
+        if sub is None:
+            raise UserError(f"there is no subscription #{arg} in this channel; /list shows the ids")
+        await self._app.dispatcher.recover()
+        return Reply(
+            f"Resumed #{sub.id} ({sub.target.display or sub.target.key}).", ephemeral=False
         )
 
     async def accounts(self, inv: Invocation) -> Reply:

@@ -76,6 +76,10 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         futures = []
         for item in items:
+            queued = self._waiters.get(item.id)
+            if queued is not None and not queued.done():
+                futures.append(queued)  # already in a lane: never send a row twice
+                continue
             future: asyncio.Future[bool] = loop.create_future()
             self._waiters[item.id] = future
             futures.append(future)

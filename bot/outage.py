@@ -194,6 +194,10 @@ class OutageWatch:
     def observe(
         self, network: str, host: str, outcome: Outcome, detail: str, latency_s: float = 0.0
     ) -> None:
+        if outcome is Outcome.RATE_LIMITED and network.startswith("chat:"):
+            # Chat libraries wait out per-route 429s themselves; only failed deliveries
+            # (recorded by the dispatcher with their own outcome) say a platform is down.
+            return
         key = (network, host)
         tracker = self.trackers.get(key)
         if tracker is None:

@@ -6,6 +6,7 @@ import tomllib
 
 from bot.config import Settings, load_settings
 from plugins.console import ConsoleSettings
+from plugins.discord.settings import DiscordSettings
 from plugins.feeds import FeedsSettings
 from plugins.nostr import NostrSettings
 from tests.conftest import REPO
@@ -15,6 +16,7 @@ PLUGIN_SETTINGS = [
     ("feeds", FeedsSettings),
     ("console", ConsoleSettings),
     ("nostr", NostrSettings),
+    ("discord", DiscordSettings),
 ]
 EXAMPLE = REPO / "starling.example.toml"
 

@@ -226,3 +226,31 @@ async def test_numbered_items_of_two_feeds_do_not_hide_each_other(
     other.add_item(guid="1", title="First of other")
     await bot.poll_all()
     assert sorted(s.message.title for s in bot.chat.sent) == ["First of one", "First of other"]
+
+
+async def test_a_refused_channel_pauses_its_subscription_until_resumed(
+    start_bot: StartBot, feed_server: FeedServer
+) -> None:
+    feed = feed_server.add_feed("news")
+    chat = RecordingChat()
+    bot = await start_bot(chat)
+    await bot.say(f"/follow feeds {feed_server.feed_url('news')}", channel="gone")
+    await bot.say(f"/follow feeds {feed_server.feed_url('news')}", channel="fine")
+    chat.fail_with = None
+    original_send = chat.send
+
+    async def send(channel, message, key):  # type: ignore[no-untyped-def]
+        if channel.native_id == "gone":
+            raise ChatError("channel_not_found", permanent=True)
+        return await original_send(channel, message, key)
+
+    chat.send = send  # type: ignore[method-assign]
+    feed.add_item(title="First")
+    await bot.poll_all()
+    assert [s.channel.native_id for s in chat.sent] == ["fine"], "other channels keep flowing"
+    assert "PAUSED: channel_not_found" in await bot.say("/list", channel="gone")
+
+    chat.send = original_send  # type: ignore[method-assign]
+    assert (await bot.say("/resume 1", channel="gone")).startswith("Resumed #1")
+    await bot.app.dispatcher.drain()
+    assert sorted(s.channel.native_id for s in chat.sent) == ["fine", "gone"]

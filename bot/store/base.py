@@ -194,6 +194,10 @@ class Store(Protocol):
 
     async def pause_subscription(self, sub_id: int, reason: str) -> None: ...
 
+    async def resume_subscription(self, channel: ChannelRef, sub_id: int) -> Subscription | None:
+        """Unpause; its waiting outbox rows become due again."""
+        ...
+
     async def outbox_depth(self) -> int: ...
 
     async def save_health(

@@ -312,6 +312,24 @@ class SqliteStore:
             out.append((StoredResource(int(row[0]), sub.target, row[1]), sub, int(row[3])))
         return out
 
+    async def resume_subscription(self, channel: ChannelRef, sub_id: int) -> Subscription | None:
+        async with self._transaction() as db:
+            channel_id = await self._ensure_channel(db, channel)
+            async with db.execute(
+                "UPDATE subscriptions SET paused_reason = '' WHERE id = ? AND channel_id = ? "
+                "RETURNING id",
+                (sub_id, channel_id),
+            ) as cur:
+                if await cur.fetchone() is None:
+                    return None
+            await db.execute(
+                "UPDATE outbox SET not_before = 0, state = 'pending' WHERE subscription_id = ?",
+                (sub_id,),
+            )
+            async with db.execute(self._SUB_SELECT + "WHERE s.id = ?", (sub_id,)) as cur:
+                row = await cur.fetchone()
+        return self._sub_from_row(row) if row else None
+
     async def pause_subscription(self, sub_id: int, reason: str) -> None:
         async with self._transaction() as db:
             await db.execute(

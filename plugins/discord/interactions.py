@@ -1,0 +1,306 @@
+"""Starling's slash commands as Discord application commands.
+
+Each command builds the same text a console user would type and hands it to the
+core's `CommandService`, so parsing and validation live in one place. Discord
+wants an answer to an interaction within 3 s: a command that takes longer (a slow
+feed on /follow) is deferred first and answered when the core is done.
+
+Not imported with `from __future__ import annotations`: discord.py reads the
+callbacks' annotations at runtime to build the command options.
+"""
+
+import asyncio
+import logging
+import shlex
+import time
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from bot.model import ChannelRef
+from bot.protocols import CommandService, Invocation, Reply
+from plugins.discord.embeds import reply_chunks
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "discord"
+# Answer or defer well inside Discord's 3 s window, leaving room for the round trip.
+DEFER_AFTER_S = 1.5
+AUTOCOMPLETE_BUDGET_S = 2.0
+CHOICE_LIMIT = 25
+CHOICE_TEXT_LIMIT = 100
+NONE = discord.AllowedMentions.none()
+
+ChannelOption = app_commands.AppCommandChannel | app_commands.AppCommandThread
+
+
+class PostChannel(app_commands.Transformer[discord.Client]):
+    """A `channel` option offering only places Starling can post in."""
+
+    @property
+    def type(self) -> discord.AppCommandOptionType:
+        return discord.AppCommandOptionType.channel
+
+    @property
+    def channel_types(self) -> list[discord.ChannelType]:
+        kinds = discord.ChannelType
+        return [
+            kinds.text,
+            kinds.news,
+            kinds.forum,
+            kinds.media,
+            kinds.public_thread,
+            kinds.private_thread,
+            kinds.news_thread,
+        ]
+
+    async def transform(self, interaction: discord.Interaction[discord.Client], value: Any) -> Any:
+        return value
+
+
+Target = app_commands.Transform[ChannelOption, PostChannel]
+
+
+def follow_args(
+    network: str,
+    target: str,
+    *,
+    include: str | None = None,
+    exclude: str | None = None,
+    regex: str | None = None,
+    no_replies: bool = False,
+    no_reposts: bool = False,
+    last: int | None = None,
+    every: str | None = None,
+    options: str | None = None,
+) -> str:
+    """The argument line the core's parser reads, each value quoted as one word."""
+    words = [shlex.quote(network.strip()), shlex.quote(target.strip())]
+    for flag, value in (("include", include), ("exclude", exclude), ("regex", regex)):
+        if value:
+            words += [f"--{flag}", shlex.quote(value)]
+    if no_replies:
+        words.append("--no-replies")
+    if no_reposts:
+        words.append("--no-reposts")
+    if last is not None:
+        words += ["--last", str(last)]
+    if every:
+        words += ["--every", shlex.quote(every.strip())]
+    if options:
+        words.append(options.strip())
+    return " ".join(words)
+
+
+class CommandBridge:
+    """Runs Discord interactions through the core's command service."""
+
+    def __init__(self, manage: discord.Permissions) -> None:
+        self.manage = manage
+        self.service: CommandService | None = None
+
+    def channel_ref(
+        self, interaction: discord.Interaction[discord.Client], target: ChannelOption | None
+    ) -> ChannelRef:
+        if target is not None:
+            return ChannelRef(PLATFORM, str(target.id), target.name)
+        channel = interaction.channel
+        name = getattr(channel, "name", "") or ""
+        return ChannelRef(PLATFORM, str(interaction.channel_id), name)
+
+    def _missing_permission(self, target: ChannelOption | None) -> str:
+        """Why the member may not manage `target`, or "" (Discord checked the current one)."""
+        if target is None:
+            return ""
+        if target.permissions.is_superset(self.manage):
+            return ""
+        wanted = ", ".join(name.replace("_", " ").title() for name, on in self.manage if on)
+        return f"you need {wanted} in #{target.name} to change what is posted there"
+
+    async def run(
+        self,
+        interaction: discord.Interaction[discord.Client],
+        command: str,
+        args: str,
+        target: ChannelOption | None = None,
+        *,
+        managing: bool = False,
+    ) -> None:
+        """Answer within Discord's window: directly if the core is quick, else defer first."""
+        started = time.monotonic()
+        if self.service is None:
+            await self._send(interaction, Reply("Starling is still starting; try again shortly."))
+            return
+        refusal = self._missing_permission(target) if managing else ""
+        if refusal:
+            await self._send(interaction, Reply(f"/{command}: {refusal}"))
+            return
+        user = interaction.user
+        invocation = Invocation(
+            self.channel_ref(interaction, target), f"{user.name} ({user.id})", command, args
+        )
+        task = asyncio.ensure_future(self.service.handle(invocation))
+        done, _ = await asyncio.wait({task}, timeout=DEFER_AFTER_S)
+        if done:
+            await self._send(interaction, task.result())
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        log.debug("/%s deferred after %.1f s", command, time.monotonic() - started)
+        await self._send_late(interaction, await task)
+
+    async def _send(self, interaction: discord.Interaction[discord.Client], reply: Reply) -> None:
+        chunks = reply_chunks(reply.text)
+        await interaction.response.send_message(
+            chunks[0], ephemeral=reply.ephemeral, allowed_mentions=NONE
+        )
+        for chunk in chunks[1:]:
+            await interaction.followup.send(chunk, ephemeral=reply.ephemeral, allowed_mentions=NONE)
+
+    async def _send_late(
+        self, interaction: discord.Interaction[discord.Client], reply: Reply
+    ) -> None:
+        """After a defer: the "thinking…" message was private; a public answer replaces it."""
+        chunks = reply_chunks(reply.text)
+        if reply.ephemeral:
+            await interaction.edit_original_response(content=chunks[0], allowed_mentions=NONE)
+            rest = chunks[1:]
+        else:
+            await interaction.delete_original_response()
+            rest = chunks
+        for chunk in rest:
+            await interaction.followup.send(chunk, ephemeral=reply.ephemeral, allowed_mentions=NONE)
+
+    async def suggest(
+        self, interaction: discord.Interaction[discord.Client], field: str, current: str
+    ) -> list[app_commands.Choice[str]]:
+        """Autocomplete from the core; an empty list rather than a late answer."""
+        if self.service is None:
+            return []
+        target = getattr(interaction.namespace, "channel", None)
+        channel = self.channel_ref(
+            interaction, target if isinstance(target, ChannelOption) else None
+        )
+        try:
+            async with asyncio.timeout(AUTOCOMPLETE_BUDGET_S):
+                choices = await self.service.complete(channel, field, current)
+        except TimeoutError:
+            log.warning("autocomplete for %s took longer than %.1f s", field, AUTOCOMPLETE_BUDGET_S)
+            return []
+        return [
+            app_commands.Choice(
+                name=choice.label[:CHOICE_TEXT_LIMIT] or choice.value[:CHOICE_TEXT_LIMIT],
+                value=choice.value[:CHOICE_TEXT_LIMIT],
+            )
+            for choice in choices[:CHOICE_LIMIT]
+            if choice.value
+        ]
+
+
+def build_commands(bridge: CommandBridge) -> list[app_commands.Command[Any, ..., None]]:
+    """/follow, /search, /unfollow (members who may manage) and /list, /status, /help (all)."""
+
+    async def networks(
+        interaction: discord.Interaction[discord.Client], current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await bridge.suggest(interaction, "network", current)
+
+    async def subscriptions(
+        interaction: discord.Interaction[discord.Client], current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await bridge.suggest(interaction, "subscription", current)
+
+    described = app_commands.describe(
+        network="Which network, e.g. feeds",
+        target="The account, feed URL or search words",
+        include="Only posts containing one of these words (comma separated)",
+        exclude="Drop posts containing any of these words (comma separated)",
+        regex="Only posts whose title or text match this pattern",
+        no_replies="Skip replies",
+        no_reposts="Skip reposts",
+        last="Also post the newest N posts right now",
+        every="How often to check, e.g. 90s, 10m or 2h",
+        options="More options as you would type them, e.g. --include python",
+        channel="Post into this channel, thread or forum instead of here",
+    )
+
+    @app_commands.command(name="follow", description="Relay an account or feed into this channel")
+    @described
+    @app_commands.autocomplete(network=networks)
+    async def follow(
+        interaction: discord.Interaction[discord.Client],
+        network: str,
+        target: str,
+        include: str | None = None,
+        exclude: str | None = None,
+        regex: str | None = None,
+        no_replies: bool = False,
+        no_reposts: bool = False,
+        last: app_commands.Range[int, 0, 200] | None = None,
+        every: str | None = None,
+        options: str | None = None,
+        channel: Target | None = None,
+    ) -> None:
+        args = follow_args(
+            network, target, include=include, exclude=exclude, regex=regex,
+            no_replies=no_replies, no_reposts=no_reposts, last=last, every=every, options=options,
+        )  # fmt: skip
+        await bridge.run(interaction, "follow", args, channel, managing=True)
+
+    @app_commands.command(name="search", description="Relay posts that match a search")
+    @described
+    @app_commands.autocomplete(network=networks)
+    async def search(
+        interaction: discord.Interaction[discord.Client],
+        network: str,
+        target: str,
+        include: str | None = None,
+        exclude: str | None = None,
+        regex: str | None = None,
+        no_replies: bool = False,
+        no_reposts: bool = False,
+        last: app_commands.Range[int, 0, 200] | None = None,
+        every: str | None = None,
+        options: str | None = None,
+        channel: Target | None = None,
+    ) -> None:
+        args = follow_args(
+            network, target, include=include, exclude=exclude, regex=regex,
+            no_replies=no_replies, no_reposts=no_reposts, last=last, every=every, options=options,
+        )  # fmt: skip
+        await bridge.run(interaction, "search", args, channel, managing=True)
+
+    @app_commands.command(name="unfollow", description="Stop a subscription (ids are in /list)")
+    @app_commands.describe(id="The subscription to stop", channel="The channel it posts into")
+    @app_commands.autocomplete(id=subscriptions)
+    async def unfollow(
+        interaction: discord.Interaction[discord.Client],
+        id: str,
+        channel: Target | None = None,
+    ) -> None:
+        await bridge.run(interaction, "unfollow", id.strip(), channel, managing=True)
+
+    @app_commands.command(name="list", description="The subscriptions in this channel")
+    @app_commands.describe(channel="Show another channel's subscriptions")
+    async def list_(
+        interaction: discord.Interaction[discord.Client], channel: Target | None = None
+    ) -> None:
+        await bridge.run(interaction, "list", "", channel)
+
+    @app_commands.command(name="status", description="How each network is doing")
+    async def status(interaction: discord.Interaction[discord.Client]) -> None:
+        await bridge.run(interaction, "status", "")
+
+    @app_commands.command(name="help", description="Starling's commands and networks")
+    async def help_(interaction: discord.Interaction[discord.Client]) -> None:
+        await bridge.run(interaction, "help", "")
+
+    commands: list[app_commands.Command[Any, ..., None]] = [
+        follow, search, unfollow, list_, status, help_
+    ]  # fmt: skip
+    for command in commands:
+        command.guild_only = True
+        command.allowed_contexts = app_commands.AppCommandContext(guild=True)
+    for command in (follow, search, unfollow):
+        command.default_permissions = bridge.manage
+    return commands
