@@ -6,6 +6,7 @@ import tomllib
 
 from bot.config import Settings, load_settings
 from plugins.console import ConsoleSettings
+from plugins.bluesky import BlueskySettings
 from plugins.discord.settings import DiscordSettings
 from plugins.feeds import FeedsSettings
 from plugins.nostr import NostrSettings
@@ -17,6 +18,7 @@ PLUGIN_SETTINGS = [
     ("console", ConsoleSettings),
     ("nostr", NostrSettings),
     ("discord", DiscordSettings),
+    ("bluesky", BlueskySettings),
 ]
 EXAMPLE = REPO / "starling.example.toml"
 

@@ -1,0 +1,180 @@
+"""One logged-in session, reused for every authenticated call.
+
+`com.atproto.server.createSession` is limited to 30 logins per 5 minutes (and
+300 a day) per account, so Starling logs in once, keeps the access token, renews
+it with `refreshSession` shortly before it expires (or when the PDS answers
+`ExpiredToken`), and logs in again only when the refresh token itself is
+refused. The session is kept in `<data_dir>/bluesky-session.json` (mode 0600)
+so restarts do not log in again either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import msgspec
+
+from bot.errors import Outcome, UpstreamError, UserError
+from plugins.bluesky.lexicon import Session
+from plugins.bluesky.xrpc import Xrpc, XrpcError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+REFRESH_MARGIN_S = 60.0
+LOGIN_COOLDOWN_S = 300.0
+
+
+def jwt_expiry(token: str) -> float | None:
+    """The `exp` claim of a JWT (read, not verified: only to know when to refresh)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    return float(exp) if isinstance(exp, int | float) else None
+
+
+class Sessions:
+    """Holds the session for `handle` on `service`; `call` runs a request with a fresh token."""
+
+    def __init__(
+        self,
+        service: Xrpc,
+        handle: str,
+        password: str,
+        *,
+        state_file: Path | None,
+    ) -> None:
+        self._service = service
+        self._handle = handle.strip().removeprefix("@")
+        self._password = password
+        self._state_file = state_file
+        self._session: Session | None = None
+        self._lock = asyncio.Lock()
+        self._login_refused_at: float | None = None
+        self.logins = 0
+        self.refreshes = 0
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._handle and self._password)
+
+    async def did(self) -> str:
+        return (await self._current()).did
+
+    async def handle(self) -> str:
+        return (await self._current()).handle or self._handle
+
+    async def call(self, request: Callable[[str], Awaitable[T]]) -> T:
+        """Run `request(access_token)`; on an expired token refresh once and run it again."""
+        session = await self._current()
+        try:
+            return await request(session.access_jwt)
+        except XrpcError as err:
+            if err.error not in ("ExpiredToken", "InvalidToken"):
+                raise
+        session = await self._renew(session)
+        return await request(session.access_jwt)
+
+    async def _current(self) -> Session:
+        if not self.configured:
+            raise UserError(
+                "Bluesky posting and search need an account: set [bluesky] handle and "
+                "app_password (STARLING_BLUESKY__HANDLE, STARLING_BLUESKY__APP_PASSWORD)"
+            )
+        async with self._lock:
+            if self._session is None:
+                self._session = self._load()
+            if self._session is None:
+                self._session = await self._login()
+            expiry = jwt_expiry(self._session.access_jwt)
+            if expiry is not None and expiry - time.time() < REFRESH_MARGIN_S:
+                self._session = await self._refresh_or_login(self._session)
+            return self._session
+
+    async def _renew(self, stale: Session) -> Session:
+        async with self._lock:
+            if self._session is not None and self._session.access_jwt != stale.access_jwt:
+                return self._session  # another call renewed it meanwhile
+            self._session = await self._refresh_or_login(stale)
+            return self._session
+
+    async def _refresh_or_login(self, session: Session) -> Session:
+        try:
+            fresh = await self._service.procedure(
+                "com.atproto.server.refreshSession", None, Session, token=session.refresh_jwt
+            )
+        except XrpcError as err:
+            if err.outcome is not Outcome.AUTH:
+                raise
+            log.info("Bluesky refresh token refused (%s); logging in again", err.error)
+            return await self._login()
+        self.refreshes += 1
+        self._save(fresh)
+        return fresh
+
+    async def _login(self) -> Session:
+        now = time.monotonic()
+        if self._login_refused_at is not None and now - self._login_refused_at < LOGIN_COOLDOWN_S:
+            raise UpstreamError(
+                Outcome.AUTH, "Bluesky refused the configured handle and app password"
+            )
+        try:
+            session = await self._service.procedure(
+                "com.atproto.server.createSession",
+                {"identifier": self._handle, "password": self._password},
+                Session,
+            )
+        except XrpcError as err:
+            if err.outcome is Outcome.AUTH or err.error == "AuthFactorTokenRequired":
+                self._login_refused_at = now
+                raise UpstreamError(
+                    Outcome.AUTH,
+                    "Bluesky refused the configured handle and app password; check "
+                    "[bluesky] handle and app_password",
+                    status=err.status,
+                ) from None
+            raise
+        self.logins += 1
+        self._login_refused_at = None
+        self._save(session)
+        return session
+
+    def _load(self) -> Session | None:
+        if self._state_file is None or not self._state_file.is_file():
+            return None
+        try:
+            saved = json.loads(self._state_file.read_text(encoding="utf-8"))
+            if saved.get("service") != self._service.base_url or saved.get("login") != self._handle:
+                return None
+            return msgspec.convert(saved["session"], Session)
+        except (OSError, ValueError, KeyError, msgspec.ValidationError):
+            return None
+
+    def _save(self, session: Session) -> None:
+        if self._state_file is None:
+            return
+        data = {
+            "service": self._service.base_url,
+            "login": self._handle,
+            "session": msgspec.to_builtins(session),
+        }
+        try:
+            self._state_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._state_file.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(data, out)
+            tmp.replace(self._state_file)
+        except OSError as err:
+            log.warning("could not keep the Bluesky session on disk: %s", err)

@@ -1,0 +1,224 @@
+"""Bluesky through a whole running Starling: follow, poll, real time over Jetstream.
+
+The AppView here is a small local server answering with payloads recorded from a
+real one (tests/fixtures/bluesky); Jetstream is tests/fakes/jetstream.py. The
+same flows run against a real Bluesky network in test_bluesky_devnet.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from bot.errors import Outcome, UpstreamError
+from bot.health import HealthBook
+from tests.conftest import RunningBot, StartBot
+from tests.fakes.jetstream import EventLog, FakeJetstream, jetstream_hosts
+
+FIXTURES = Path(__file__).parent / "fixtures" / "bluesky"
+FEED = json.loads((FIXTURES / "author_feed.json").read_text(encoding="utf-8"))
+ALICE = next(
+    i["post"]["author"] for i in FEED["feed"] if i["post"]["author"]["handle"] == "alice.test"
+)
+SEARCH = json.loads((FIXTURES / "search_posts.json").read_text(encoding="utf-8"))
+
+
+class FakeAppView:
+    """Answers getProfile, getAuthorFeed and searchPosts as the AppView did when recorded."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        self.feed: list[dict[str, Any]] = list(FEED["feed"])
+        self.fail_with: int | None = None
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        nsid = request.match_info["nsid"]
+        self.requests.append(nsid)
+        if self.fail_with is not None:
+            return web.json_response(
+                {"error": "InternalServerError", "message": "down"}, status=self.fail_with
+            )
+        if nsid == "app.bsky.actor.getProfile":
+            actor = request.query.get("actor", "")
+            if actor in (ALICE["did"], ALICE["handle"]):
+                return web.json_response(ALICE)
+            return web.json_response(
+                {"error": "InvalidRequest", "message": "Profile not found"}, status=400
+            )
+        if nsid == "app.bsky.feed.getAuthorFeed":
+            return web.json_response({"feed": self.feed})
+        if nsid == "app.bsky.feed.searchPosts":
+            if not request.headers.get("authorization"):
+                return web.json_response({"error": "AuthMissing", "message": "no"}, status=403)
+            return web.json_response(SEARCH)
+        return web.json_response({"error": "MethodNotImplemented"}, status=501)
+
+
+@pytest_asyncio.fixture
+async def appview() -> AsyncIterator[FakeAppView]:
+    fake = FakeAppView()
+    app = web.Application()
+    app.router.add_get("/xrpc/{nsid}", fake.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    fake.url = f"http://127.0.0.1:{port}"
+    yield fake
+    await runner.cleanup()
+
+
+@pytest_asyncio.fixture
+async def jetstreams() -> AsyncIterator[tuple[EventLog, list[FakeJetstream]]]:
+    # The second host stamps events 3 ms earlier than the first, as real hosts differ.
+    async with jetstream_hosts(2, skews_us=(0, -3000)) as (log, hosts):
+        yield log, hosts
+
+
+def _configure(
+    monkeypatch: pytest.MonkeyPatch, appview: FakeAppView, hosts: list[FakeJetstream]
+) -> None:
+    monkeypatch.setenv("STARLING_BLUESKY__APPVIEW", appview.url)
+    monkeypatch.setenv("STARLING_BLUESKY__SERVICE", appview.url)
+    monkeypatch.setenv("STARLING_BLUESKY__JETSTREAM", ",".join(h.url for h in hosts))
+    monkeypatch.setenv("STARLING_BLUESKY__STREAM_RECONNECT_MAX_S", "0.2")
+
+
+async def _until(condition: Any, within_s: float = 10.0) -> None:
+    async with asyncio.timeout(within_s):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+def _texts(bot: RunningBot) -> list[str]:
+    return [s.message.text for s in bot.chat.sent]
+
+
+async def test_follow_by_profile_link_then_posts_arrive_in_real_time_across_a_host_failover(
+    start_bot: StartBot,
+    appview: FakeAppView,
+    jetstreams: tuple[EventLog, list[FakeJetstream]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log, (first, second) = jetstreams
+    _configure(monkeypatch, appview, [first, second])
+    bot = await start_bot()
+    reply = await bot.say("/follow bluesky https://bsky.app/profile/alice.test --every 1h")
+    assert "Following @alice.test on bluesky as #1" in reply
+    await _until(lambda: first.requests)
+    assert first.requests[-1]["wantedDids"] == [ALICE["did"]]
+    assert first.requests[-1]["wantedCollections"] == ["app.bsky.feed.post"]
+
+    await log.post(ALICE["did"], "3lzzzzzzzzz22", "Live one")
+    await log.post("did:plc:someoneelsesomeoneelse22", "3lzzzzzzzzz23", "not followed")
+    await bot.chat.wait_for(1)
+    live = bot.chat.sent[0].message
+    assert (live.text, live.author) == ("Live one", "Alice Ångström")
+    assert live.link == "https://bsky.app/profile/alice.test/post/3lzzzzzzzzz22"
+
+    # The first host falls behind, then dies: two posts it never sent.
+    first.paused = True
+    await log.post(ALICE["did"], "3lzzzzzzzzz24", "Sent while the host lagged")
+    await log.post(ALICE["did"], "3lzzzzzzzzz25", "Also missed by the first host")
+    await first.drop_all()
+    await bot.chat.wait_for(3)
+    await asyncio.sleep(0.2)  # a doubled post would arrive now
+    assert _texts(bot) == [
+        "Live one",
+        "Sent while the host lagged",
+        "Also missed by the first host",
+    ]
+    resumed = int(second.requests[-1]["cursor"][0])
+    assert resumed <= log.events[0].time_us  # rewound far enough for the host's skew
+    dropped = bot.app.health.hosts[("bluesky", f"127.0.0.1:{first.port}")]
+    assert dropped.counts[Outcome.STREAM_DROPPED] == 1
+
+    # The stored cursor carries the stream position: a restart resumes from it.
+    state = next(iter(bot.app.scheduler.states.values()))
+    if state.advance is not None:
+        await asyncio.wait([state.advance])
+    stored = await bot.app.store.find_resource(state.stored.target)
+    assert stored is not None
+    assert stored.cursor is not None
+    assert json.loads(stored.cursor)["stream_us"] >= log.events[-1].time_us - 3000
+    await bot.stop()
+    await first.resume()
+    restarted = await start_bot()
+    await log.post(ALICE["did"], "3lzzzzzzzzz26", "After the restart")
+    await restarted.chat.wait_for(1)
+    await asyncio.sleep(0.2)
+    assert _texts(restarted) == ["After the restart"]
+
+
+async def test_refused_host_is_recorded_and_the_next_one_used(
+    start_bot: StartBot,
+    appview: FakeAppView,
+    jetstreams: tuple[EventLog, list[FakeJetstream]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log, (first, second) = jetstreams
+    from http import HTTPStatus
+
+    first.refuse_with = HTTPStatus.SERVICE_UNAVAILABLE
+    _configure(monkeypatch, appview, [first, second])
+    bot = await start_bot()
+    await bot.say("/follow bluesky @alice.test --every 1h")
+    await _until(lambda: second.requests)
+    await log.post(ALICE["did"], "3lzzzzzzzzz32", "Through the second host")
+    await bot.chat.wait_for(1)
+    health: HealthBook = bot.app.health
+    refused = health.hosts[("bluesky", f"127.0.0.1:{first.port}")]
+    assert refused.last_outcome is Outcome.HTTP_5XX
+    assert refused.last_status == 503
+
+
+async def test_polling_backfills_and_bad_input_changes_nothing(
+    start_bot: StartBot,
+    appview: FakeAppView,
+    jetstreams: tuple[EventLog, list[FakeJetstream]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, hosts = jetstreams
+    _configure(monkeypatch, appview, hosts)
+    bot = await start_bot()
+    assert "no Bluesky account @nobody.test" in await bot.say("/follow bluesky @nobody.test")
+    assert "give the full handle" in await bot.say("/follow bluesky alice")
+    search = await bot.say("/search bluesky python")
+    assert search == (
+        "/search: Bluesky search needs a logged-in account: set [bluesky] handle and "
+        "app_password (STARLING_BLUESKY__HANDLE, STARLING_BLUESKY__APP_PASSWORD)"
+    )
+    assert "No subscriptions" in await bot.say("/list")
+
+    assert "as #1" in await bot.say("/follow bsky did:" + ALICE["did"][4:] + " --last 2")
+    await bot.chat.wait_for(2)
+    newest = dict(FEED["feed"][0])
+    post = dict(newest["post"])
+    post["uri"] = post["uri"].rsplit("/", 1)[0] + "/3lzzzzzzzzz99"
+    post["record"] = {
+        **post["record"],
+        "text": "Found by polling",
+        "createdAt": "2030-01-01T00:00:00.000Z",
+    }
+    post["indexedAt"] = "2030-01-01T00:00:00.000Z"
+    appview.feed.insert(0, {"post": post})
+    await bot.poll_all()
+    assert _texts(bot)[-1] == "Found by polling"
+    await bot.poll_all()
+    assert _texts(bot).count("Found by polling") == 1
+
+    appview.fail_with = 503
+    with pytest.raises(UpstreamError) as failed:
+        await bot.poll_all()
+    assert failed.value.outcome is Outcome.HTTP_5XX
+    status = await bot.say("/status")
+    assert "http_5xx 503" in status
