@@ -22,6 +22,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 REPO = Path(__file__).resolve().parents[1]
+_STARTED = time.monotonic()
+
+
+def progress(bench: str, message: str) -> None:
+    """A progress line on stderr, stamped with the seconds since the run started."""
+    print(f"[{time.monotonic() - _STARTED:6.1f} s] {bench}: {message}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +173,16 @@ def process_cpu_s(pid: int) -> float | None:
         return None
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def machine_busy_s() -> float | None:
+    """CPU seconds all cores of the machine have spent busy since boot, from /proc/stat."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except (OSError, IndexError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_bytes() -> int:

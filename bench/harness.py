@@ -17,8 +17,11 @@ from bot.config import Settings
 from bot.health import HealthBook
 from bot.model import ChannelRef, FetchResult, RichMessage, Target, TargetKind
 from bot.plugins import NETWORK_GROUP, discover, load_factory
-from bot.protocols import CommandHandler, Network, PluginContext, Publisher, Source
+from bot.protocols import CommandService, Network, PluginContext, Publisher, Source
 from bot.store import open_store
+
+# How `bot.render.render_digest` ends each line: "• <headline> — <link>".
+DIGEST_LINK_SEPARATOR = " — "
 
 
 @dataclass(slots=True)
@@ -31,11 +34,13 @@ class FetchCounts:
 
 
 class TimedSource:
-    """Wraps a `Source`; notes when each post uid was first returned by a fetch.
+    """Wraps a `Source`; notes when each post was first returned by a fetch.
 
-    `fetched_at[uid]` is `time.perf_counter()` right after the fetch that first
-    returned the post completed (HTTP, decode and parse done), which is where the
-    latency to the chat send starts. Only fetches made while `recording` count.
+    `fetched_at[permalink]` is `time.perf_counter()` right after the fetch that
+    first returned the post completed (HTTP, decode and parse done), which is where
+    the latency to the chat send starts. Posts are keyed by permalink because that
+    is what reaches the chat both in a single message and in a digest line (every
+    synthetic feed item has its own). Only fetches made while `recording` count.
     """
 
     def __init__(self, inner: Source) -> None:
@@ -64,7 +69,7 @@ class TimedSource:
             if self.recording:
                 seen = self.fetched_at
                 for post in result.posts:
-                    seen.setdefault(post.uid, now)
+                    seen.setdefault(post.permalink, now)
         return result
 
 
@@ -86,28 +91,41 @@ class TimedNetwork:
         await self.inner.aclose()
 
 
+@dataclass(frozen=True, slots=True)
+class Send:
+    at: float  # time.perf_counter() when the chat was asked to send
+    key: str  # the idempotency key
+    links: tuple[str, ...]  # the permalink of each post the message carries
+
+
 class BenchChat:
     """A `Chat` that records every send with its `time.perf_counter()`, and nothing else."""
 
     def __init__(self, name: str = "bench") -> None:
         self.name = name
         self.min_interval_s = 0.0
-        self.sends: list[tuple[float, str]] = []  # (when, idempotency key)
+        self.sends: list[Send] = []
         self._closed = asyncio.Event()
 
     @staticmethod
-    def post_uid(key: str) -> str:
-        """The post uid inside an idempotency key (`starling:<channel row>:<post uid>`)."""
-        return key.split(":", 2)[2]
+    def links(message: RichMessage) -> tuple[str, ...]:
+        """The posts a message carries: its own link, or one per digest line."""
+        if message.link:
+            return (message.link,)
+        return tuple(
+            line.rsplit(DIGEST_LINK_SEPARATOR, 1)[1]
+            for line in message.text.split("\n")
+            if DIGEST_LINK_SEPARATOR in line
+        )
 
     def channel(self, name: str) -> ChannelRef:
         return ChannelRef(self.name, name, name)
 
-    async def run(self, commands: CommandHandler) -> None:
+    async def run(self, commands: CommandService) -> None:
         await self._closed.wait()
 
     async def send(self, channel: ChannelRef, message: RichMessage, key: str) -> str:
-        self.sends.append((time.perf_counter(), key))
+        self.sends.append(Send(time.perf_counter(), key, self.links(message)))
         return f"{channel.native_id}:{len(self.sends)}"
 
     async def edit(self, channel: ChannelRef, message_ref: str, message: RichMessage) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import signal
 import time
@@ -520,6 +521,11 @@ class App:
         await self._load_ops_channels()
         count = await self.load_resources()
         requeued = await self.dispatcher.recover()
+        # Everything loaded so far lives for the whole run: keep the collector off it,
+        # and collect less often (measured: ~20% of CPU went to gen-2 sweeps).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
         log.info("Starling %s: %d sources, %d deliveries resumed", __version__, count, requeued)
         scheduler = self.supervisor.supervise("scheduler", self.scheduler.run)
         self._running = True

@@ -132,7 +132,10 @@ class Relay:
                 crashpoint("after_admit")
         state.digest = digest
         futures = self._dispatcher.submit(items) if items else []
-        if cursor != state.cursor or futures:
+        # What was fetched is durable now (seen keys and outbox rows), so the next fetch
+        # may start from the new position; the STORED cursor still waits for delivery.
+        state.cursor = cursor
+        if cursor != state.stored.cursor or futures:
             self._advance_after(state, cursor, futures)
 
     def _rows(
@@ -189,11 +192,7 @@ class Relay:
             if all(f.result() for f in futures) and cursor != state.stored.cursor:
                 await self._store.set_cursor(state.id, cursor)
                 state.stored = StoredResource(state.id, state.stored.target, cursor)
-                state.cursor = cursor
 
-        if not futures and (previous is None or previous.done()):
-            # Nothing to wait for: the next fetch may use the new cursor at once.
-            state.cursor = cursor
         state.advance = self._supervisor.spawn(advance(), name=f"cursor-{state.id}")
 
 
