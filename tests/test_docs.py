@@ -5,8 +5,8 @@ from __future__ import annotations
 import tomllib
 
 from bot.config import Settings, load_settings
-from plugins.console import ConsoleSettings
 from plugins.bluesky import BlueskySettings
+from plugins.console import ConsoleSettings
 from plugins.discord.settings import DiscordSettings
 from plugins.feeds import FeedsSettings
 from plugins.nostr import NostrSettings

@@ -106,7 +106,8 @@ async def test_bad_input_gets_one_line_and_posts_nothing(start_bot: StartBot) ->
     long = await bot.say("/post --to masto,sky " + "x" * 40)
     assert long == "/post: sky: 40 characters, the limit is 30"
     assert (await bot.say("/post --bogus hi")).startswith("/post: unknown option --bogus")
-    assert masto.posts == {} and sky.posts == {}
+    assert masto.posts == {}
+    assert sky.posts == {}
     await bot.say("/post --to masto one")
     await bot.say("/post --to masto two")
     limited = await bot.say("/post --to masto three")
@@ -196,7 +197,8 @@ async def test_a_network_that_is_down_gets_its_part_later(start_bot: StartBot) -
             await asyncio.sleep(0.02)
             late = [s.message.text for s in bot.chat.in_channel("general")]
     assert "Post #1, sent late: sky: https://sky.example/p/1" in late
-    assert len(sky.posts) == 1 and len(masto.posts) == 1
+    assert len(sky.posts) == 1
+    assert len(masto.posts) == 1
 
 
 async def test_a_lost_answer_is_retried_without_posting_twice(start_bot: StartBot) -> None:
@@ -217,5 +219,6 @@ async def test_undo_removes_the_post_everywhere(start_bot: StartBot) -> None:
     await bot.say("/post --to masto,sky Oops")
     answer = await bot.say("/undo")
     assert answer == "Removed post #1 from masto, sky."
-    assert masto.deleted == ["1"] and sky.deleted == ["1"]
+    assert masto.deleted == ["1"]
+    assert sky.deleted == ["1"]
     assert (await bot.say("/undo")).startswith("/undo: you have no post")
