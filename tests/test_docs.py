@@ -10,6 +10,7 @@ from plugins.console import ConsoleSettings
 from plugins.discord.settings import DiscordSettings
 from plugins.feeds import FeedsSettings
 from plugins.nostr import NostrSettings
+from plugins.x.config import XSettings
 from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -19,6 +20,7 @@ PLUGIN_SETTINGS = [
     ("nostr", NostrSettings),
     ("discord", DiscordSettings),
     ("bluesky", BlueskySettings),
+    ("x", XSettings),
 ]
 EXAMPLE = REPO / "starling.example.toml"
 
