@@ -87,6 +87,7 @@ class App:
             jitter=settings.jitter,
             max_backoff_s=settings.max_backoff_s,
             max_concurrent_polls=settings.max_concurrent_polls,
+            backlog=lambda: self.dispatcher.waiting,
         )
         self.outages = OutageWatch(
             store,

@@ -138,6 +138,11 @@ class Dispatcher:
     def queued(self) -> int:
         return sum(len(lane.items) for lane in self._lanes.values())
 
+    @property
+    def waiting(self) -> int:
+        """Rows submitted and not yet recorded or given up on (cheap: no lane walk)."""
+        return len(self._waiters)
+
     async def drain(self) -> None:
         """Wait until every queued row is delivered or deferred."""
         while True:

@@ -12,6 +12,7 @@ import contextlib
 import heapq
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bot.clock import Clock
@@ -49,6 +50,8 @@ class Scheduler:
         max_backoff_s: float = 3600.0,
         max_concurrent_polls: int = 400,
         rng: random.Random | None = None,
+        backlog: Callable[[], int] = lambda: 0,
+        max_backlog: int = 2000,
     ) -> None:
         self._relay = relay
         self._clock = clock
@@ -63,6 +66,10 @@ class Scheduler:
         self._slots: dict[int, _Slot] = {}
         self._wake = asyncio.Event()
         self._polls = asyncio.Semaphore(max_concurrent_polls)
+        # Backpressure: while this many admitted posts wait for their chat, new polls
+        # wait too, so fetching never starves delivery (measured: it did, at full speed).
+        self._backlog = backlog
+        self._max_backlog = max_backlog
         self._running: set[asyncio.Task[None]] = set()
         self.polls = 0
         self.failures = 0
@@ -99,6 +106,8 @@ class Scheduler:
                 slot = self._slots.get(entry.resource_id)
                 if slot is None or entry.generation != slot.generation or slot.running:
                     continue  # removed or rescheduled since this entry was pushed
+                while self._backlog() > self._max_backlog:  # noqa: ASYNC110 - short waits
+                    await asyncio.sleep(0.01)
                 await self._polls.acquire()
                 slot.running = True
                 task = self._supervisor.spawn(

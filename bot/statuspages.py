@@ -46,6 +46,7 @@ USER_AGENT = f"Starling/{__version__} (status pages)"
 INDICATORS = ("none", "maintenance", "minor", "major", "critical")
 
 _T = TypeVar("_T")
+_UNREACHABLE = frozenset({Outcome.TIMEOUT, Outcome.REFUSED, Outcome.DNS, Outcome.TLS})
 Kind = Literal["statuspage", "slack", "mastodon_health"]
 
 
@@ -171,6 +172,7 @@ class _Page:
     report: StatusReport | None = None
     error: str = ""
     failing_since: float | None = None
+    outcome: Outcome = Outcome.OK
     summary_missing: bool = False  # a Statuspage without summary.json: read the parts
 
 
@@ -182,7 +184,7 @@ class _Answer:
 
 
 def _clean(text: str | None, limit: int) -> str:
-    return cap(defuse(" ".join((text or "").split())), limit)
+    return cap(" ".join(defuse(text or "").split()), limit)
 
 
 def _when(text: str | None) -> datetime | None:
@@ -218,7 +220,6 @@ class StatusPages:
         *,
         interval_s: float = 180.0,
         timeout_s: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._health = health
         self._clock = clock
@@ -228,7 +229,6 @@ class StatusPages:
             network: _Page(network, config, urlsplit(config.url).hostname or config.url)
             for network, config in sorted(pages.items())
         }
-        self._transport = transport
         self._client: httpx.AsyncClient | None = None
 
     @property
@@ -259,7 +259,8 @@ class StatusPages:
         page = self._page(network)
         if page is None or page.failing_since is None:
             return None
-        return f"{page.host} unreachable since {_hhmm(page.failing_since)}: {page.error}"
+        state = "unreachable" if page.outcome in _UNREACHABLE else "failing"
+        return f"{page.host} {state} since {_hhmm(page.failing_since)}: {page.error}"
 
     def quote(self, network: str) -> str | None:
         """The status page's own word, for an outage announcement."""
@@ -307,7 +308,6 @@ class StatusPages:
                 follow_redirects=True,
                 max_redirects=3,
                 headers={"User-Agent": USER_AGENT, "Accept": "application/json, text/plain"},
-                transport=self._transport,
             )
         return self._client
 
@@ -322,8 +322,11 @@ class StatusPages:
         except _FetchFailed as err:
             if page.failing_since is None:
                 page.failing_since = self._clock.now().timestamp()
-                log.warning("status page of %s: %s", page.network, err)
-            page.error = str(err)
+                log.warning("status page of %s: %s %s", page.network, page.host, err)
+            page.error, page.outcome = str(err), err.outcome
+            return
+        except Exception:  # a bug reading one page must not stop the others
+            log.exception("status page of %s could not be read", page.network)
             return
         page.report, page.error, page.failing_since = report, "", None
 

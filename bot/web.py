@@ -24,6 +24,7 @@ from aiohttp import web
 
 from bot import __version__
 from bot.clock import Clock
+from bot.config import ConfigError
 from bot.health import HealthBook
 from bot.metrics import CONTENT_TYPE, Metrics
 from bot.outage import HostState, HostTracker, OutageWatch, duration
@@ -190,11 +191,19 @@ class StatusServer:
         app.router.add_get("/", self._page)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics_text)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._wanted_port)
-        await site.start()
-        self._port = int(self._runner.addresses[0][1])
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self._host, self._wanted_port).start()
+        except OSError as err:
+            await runner.cleanup()
+            where = f"{self._host}:{self._wanted_port}"
+            raise ConfigError(
+                f"web_port: cannot listen on {where} ({err.strerror or err}); "
+                "choose another web_port, or 0 to turn the web server off"
+            ) from None
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
         self._started = time.monotonic()
         log.info("status page, /healthz and /metrics on %s", self.url)
 
@@ -273,8 +282,14 @@ class StatusServer:
             f"{summary['outbox_queued']} queued for chat · "
             f"{summary['delivered']} delivered since start</p>",
         ]
+        quiet = []
         for network in self._rows():
-            parts.append(self._network_section(network, now))
+            if self._has_news(network):
+                parts.append(self._network_section(network, now))
+            else:
+                quiet.append(network.replace("chat:", "chat "))
+        if quiet:
+            parts.append(f"<p class=meta>No requests yet: {_e(', '.join(quiet))}.</p>")
         parts.append(self._outage_table(now))
         parts.append(_LEGEND)
         parts.append("</body></html>")
@@ -283,6 +298,15 @@ class StatusServer:
     def _rows(self) -> list[str]:
         """The installed networks, then the chat platforms (`chat:<name>`)."""
         return [*self._networks, *(f"chat:{name}" for name in self._chats)]
+
+    def _has_news(self, network: str) -> bool:
+        """Networks nobody follows and nothing was heard of share one line."""
+        return (
+            any(net == network for net, _ in self._health.hosts)
+            or bool(self._outages.state_of(network))
+            or (self._timeline is not None and network in self._timeline.networks())
+            or (self._pages is not None and bool(self._pages.page_url(network)))
+        )
 
     def _network_section(self, network: str, now: float) -> str:
         known = sum(1 for net, _ in self._health.hosts if net == network)

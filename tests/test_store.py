@@ -416,3 +416,31 @@ async def test_health_minutes_accumulate(store: SqliteStore) -> None:
     assert await store.health_minutes(minute) == [
         HealthMinute("feeds", "a.example", minute, "timeout", 3, 5.5)
     ]
+
+
+async def test_priority_lock_serves_delivery_first_and_survives_cancellation() -> None:
+    import asyncio
+
+    from bot.store.sqlite import PriorityLock
+
+    lock = PriorityLock()
+    order: list[str] = []
+
+    async def hold(name: str, urgent: bool) -> None:
+        async with lock.hold(urgent=urgent):
+            order.append(name)
+            await asyncio.sleep(0.01)
+
+    async with lock.hold():
+        tasks = [
+            asyncio.create_task(hold("admit-1", False)),
+            asyncio.create_task(hold("admit-2", False)),
+            asyncio.create_task(hold("record", True)),
+            asyncio.create_task(hold("cancelled", True)),
+        ]
+        await asyncio.sleep(0)
+        tasks[3].cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert order == ["record", "admit-1", "admit-2"]
+    async with asyncio.timeout(1), lock.hold():
+        pass  # nobody kept the lock

@@ -9,6 +9,7 @@ per poll rather than one per key.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -59,7 +60,7 @@ class SqliteStore:
     def __init__(self, path: str) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = None
-        self._write_lock = asyncio.Lock()
+        self._write_lock = PriorityLock()
         self._channels: dict[int, ChannelRef] = {}
         self._new_channels: dict[int, ChannelRef] = {}  # cached only once committed
 
@@ -105,8 +106,8 @@ class SqliteStore:
             self._db = None
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._write_lock:
+    async def _transaction(self, *, urgent: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock.hold(urgent=urgent):
             await self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db
@@ -507,7 +508,7 @@ class SqliteStore:
             ]
 
     async def mark_sending(self, ids: Sequence[int], digest_key: str = "") -> None:
-        async with self._transaction() as db:
+        async with self._transaction(urgent=True) as db:
             for chunk in _chunks(ids):
                 marks = ",".join("?" * len(chunk))
                 await db.execute(
@@ -518,7 +519,7 @@ class SqliteStore:
 
     async def record_deliveries(self, delivered: Sequence[tuple[OutboxItem, str]]) -> None:
         now = time.time()
-        async with self._transaction() as db:
+        async with self._transaction(urgent=True) as db:
             await db.executemany(
                 "INSERT INTO deliveries (channel_id, post_uid, message_ref, subscription_id, "
                 "delivered_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -803,6 +804,50 @@ class SqliteStore:
         ) as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
+
+
+class PriorityLock:
+    """A write lock where delivery goes first.
+
+    Under load hundreds of polls queue their admit transactions; with a plain FIFO
+    lock, recording a delivery waited behind all of them and fetching starved the
+    chats (measured). Urgent holders are served before the others, in order.
+    """
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = 0
+
+    @asynccontextmanager
+    async def hold(self, *, urgent: bool = False) -> AsyncIterator[None]:
+        if self._held or self._waiting:
+            self._seq += 1
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._waiting, (0 if urgent else 1, self._seq, future))
+            try:
+                await future
+            except BaseException:
+                if future.done() and not future.cancelled():
+                    self._release()  # handed over, but we are gone: pass it on
+                else:
+                    self._waiting = [w for w in self._waiting if w[2] is not future]
+                    heapq.heapify(self._waiting)
+                raise
+        else:
+            self._held = True
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        while self._waiting:
+            _, _, future = heapq.heappop(self._waiting)
+            if not future.done():
+                future.set_result(None)  # ownership passes on; _held stays True
+                return
+        self._held = False
 
 
 class DuplicateSubscription(Exception):
