@@ -9,6 +9,7 @@ from plugins.bluesky import BlueskySettings
 from plugins.console import ConsoleSettings
 from plugins.discord.settings import DiscordSettings
 from plugins.feeds import FeedsSettings
+from plugins.mastodon import MastodonSettings
 from plugins.nostr import NostrSettings
 from plugins.x.config import XSettings
 from tests.conftest import REPO
@@ -21,6 +22,7 @@ PLUGIN_SETTINGS = [
     ("discord", DiscordSettings),
     ("bluesky", BlueskySettings),
     ("x", XSettings),
+    ("mastodon", MastodonSettings),
 ]
 EXAMPLE = REPO / "starling.example.toml"
 

@@ -1,0 +1,400 @@
+"""Live statuses over Mastodon's streaming API: one multiplexed websocket per instance.
+
+Only instances Starling has a token for are streamed. Hashtags subscribe to the
+`hashtag` stream; followed accounts are picked out of `public:local` (or `user`,
+see `account_stream`). Each (re)connection subscribes first, then backfills every
+target over REST from its last cursor while live events wait in a queue, and only
+then delivers the queue: a drop never loses a status, and the cursor handed to the
+core never jumps past one that was not delivered. Polling carries on beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from bot.errors import Outcome, UpstreamError, UserError
+from bot.model import Target
+from bot.netguard import BlockedAddressError
+from bot.protocols import PluginContext, PostSink
+from plugins.mastodon.client import ApiError
+from plugins.mastodon.config import MastodonSettings
+from plugins.mastodon.guard import vetted_addresses
+from plugins.mastodon.statuses import newest_id
+from plugins.mastodon.targets import parse_key
+
+if TYPE_CHECKING:
+    from plugins.mastodon.source import MastodonSource
+
+log = logging.getLogger(__name__)
+
+STABLE_AFTER_S = 30.0
+BACKFILL_CONCURRENCY = 4
+MAX_FRAME_BYTES = 4_000_000
+
+
+class _RedactAuthorization(logging.Filter):
+    """websockets logs handshake headers at DEBUG; the bearer token must never be logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 2 and str(args[0]).lower() == "authorization":
+            record.args = (args[0], "[redacted]")
+        return True
+
+
+_ws_log = logging.getLogger("plugins.mastodon.websocket")
+_ws_log.addFilter(_RedactAuthorization())
+
+
+class _Dropped(Exception):
+    """The server closed the stream (cleanly or not) after it was open."""
+
+
+@dataclass(slots=True)
+class _Route:
+    """Which targets of one instance a live status can belong to."""
+
+    by_tag: dict[str, list[Target]] = field(default_factory=dict)
+    by_account: dict[str, list[Target]] = field(default_factory=dict)
+
+    def targets_for(self, stream: Any, status: dict[str, Any]) -> list[Target]:
+        found: list[Target] = []
+        if not status.get("reblog"):
+            tags = {
+                str(t.get("name", "")).lower()
+                for t in status.get("tags") or []
+                if isinstance(t, dict)
+            }
+            if (
+                isinstance(stream, list)
+                and len(stream) > 1
+                and str(stream[0]).startswith("hashtag")
+            ):
+                tags.add(str(stream[1]).lower())
+            for tag in tags:
+                found += self.by_tag.get(tag, [])
+        account = status.get("account")
+        if isinstance(account, dict):
+            found += self.by_account.get(str(account.get("id", "")), [])
+        return list(dict.fromkeys(found))
+
+
+class StreamManager:
+    """Runs one `InstanceStream` per streamable instance for the current target list."""
+
+    def __init__(
+        self, source: MastodonSource, ctx: PluginContext, settings: MastodonSettings
+    ) -> None:
+        self._source = source
+        self._ctx = ctx
+        self._settings = settings
+        self.live: dict[str, str] = {}  # domain → what /status says about its stream
+
+    def status_lines(self) -> list[str]:
+        """For /status: whether each instance's stream is connected."""
+        if not self._source.bearer:
+            return ["live: polling only (no token, so no streaming)"]
+        if not self._settings.stream:
+            return ["live: polling only (stream = false)"]
+        return [f"live: {domain} {state}" for domain, state in sorted(self.live.items())]
+
+    def streamable(self, target: Target) -> bool:
+        try:
+            key = parse_key(target.key)
+        except ValueError:
+            return False
+        if not self._settings.stream or not self._source.directory.get(key.domain).has_token:
+            return False
+        if key.kind == "tags":
+            return True
+        return key.kind == "accounts" and self._settings.account_stream != "off"
+
+    async def run(
+        self, targets: list[Target], cursors: Mapping[str, str | None], sink: PostSink
+    ) -> None:
+        by_domain: dict[str, list[Target]] = {}
+        for target in targets:
+            if self.streamable(target):
+                by_domain.setdefault(parse_key(target.key).domain, []).append(target)
+        self.live = dict.fromkeys(by_domain, "connecting")
+        if not by_domain:
+            return
+        async with asyncio.TaskGroup() as group:
+            for domain, domain_targets in by_domain.items():
+                stream = InstanceStream(
+                    self._source, self._ctx, self._settings, domain, domain_targets, cursors, sink,
+                    self.live,
+                )  # fmt: skip
+                group.create_task(stream.run(), name=f"mastodon-stream-{domain}")
+
+
+class InstanceStream:
+    """One websocket to one instance, reconnecting with backoff until cancelled."""
+
+    def __init__(
+        self,
+        source: MastodonSource,
+        ctx: PluginContext,
+        settings: MastodonSettings,
+        domain: str,
+        targets: list[Target],
+        cursors: Mapping[str, str | None],
+        sink: PostSink,
+        live: dict[str, str],
+    ) -> None:
+        self._source = source
+        self._ctx = ctx
+        self._settings = settings
+        self._live = live
+        self.domain = domain
+        self._targets = targets
+        self._cursors: dict[str, str | None] = {
+            t.resource_key: cursors.get(t.resource_key) for t in targets
+        }
+        self._sink = sink
+        self._route = _Route()
+        self._subscriptions: list[dict[str, str]] = []
+        for target in targets:
+            key = parse_key(target.key)
+            if key.kind == "tags":
+                self._route.by_tag.setdefault(key.value, []).append(target)
+                self._subscriptions.append(
+                    {"type": "subscribe", "stream": "hashtag", "tag": key.value}
+                )
+            else:
+                self._route.by_account.setdefault(key.value, []).append(target)
+        if self._route.by_account:
+            self._subscriptions.append({"type": "subscribe", "stream": settings.account_stream})
+        self._endpoint: tuple[str, bool] | None = None
+        self.host = domain
+
+    # --- connection loop ----------------------------------------------------------
+
+    async def run(self) -> None:
+        delay = self._settings.reconnect_min_s
+        while True:
+            opened_at: float | None = None
+            started = time.monotonic()
+            try:
+                url, trusted = await self._streaming_endpoint()
+                async with await self._connect(url, trusted) as ws:
+                    opened_at = time.monotonic()
+                    self._record(Outcome.OK, started, status=101)
+                    count = len(self._subscriptions)
+                    self._live[self.domain] = (
+                        f"streaming from {self.host} ({count} subscription{'s' * (count != 1)})"
+                    )
+                    await self._session(ws)
+            except asyncio.CancelledError:
+                raise
+            except (UpstreamError, UserError) as err:
+                # REST failures (instance info, backfill) are recorded by the client.
+                log.warning("mastodon stream %s: %s", self.domain, err)
+            except (OSError, TimeoutError, websockets.WebSocketException, _Dropped) as exc:
+                outcome, message, status = _classify(
+                    exc, self.host, connected=opened_at is not None
+                )
+                self._record(outcome, started, status=status, detail=message)
+                log.warning("mastodon stream %s: %s", self.domain, message)
+                self._live[self.domain] = f"stream down, reconnecting ({message})"
+            if opened_at is not None and time.monotonic() - opened_at >= STABLE_AFTER_S:
+                delay = self._settings.reconnect_min_s
+            await self._ctx.clock.sleep(delay)
+            delay = min(delay * 2, self._settings.reconnect_max_s)
+
+    async def _streaming_endpoint(self) -> tuple[str, bool]:
+        """Where the instance streams (`streaming_url`, else what the instance says)."""
+        if self._endpoint is not None:
+            return self._endpoint
+        instance = self._source.directory.get(self.domain)
+        if self.domain == self._source.directory.default_domain and self._settings.streaming_url:
+            base, trusted = self._settings.streaming_url, True
+        else:
+            base = await self._advertised_streaming_url() or instance.base_url
+            trusted = instance.trusted and _netloc(base) == _netloc(instance.base_url)
+        base = base.rstrip("/")
+        if base.startswith("http"):
+            base = "ws" + base[len("http") :]
+        self._endpoint = (base + "/api/v1/streaming", trusted)
+        self.host = urlsplit(base).netloc or self.domain
+        return self._endpoint
+
+    async def _advertised_streaming_url(self) -> str:
+        client = self._source.client(self.domain)
+        try:
+            info = (await client.get("/api/v2/instance", expect=dict)).data
+            urls = (info.get("configuration") or {}).get("urls") or {}
+            if isinstance(urls.get("streaming"), str):
+                return str(urls["streaming"])
+        except ApiError as err:
+            if err.status not in (404, 410) and err.outcome is not Outcome.PARSE:
+                raise
+        v1 = await self._source.instance_info(self.domain)
+        urls = v1.get("urls") or {}
+        value = urls.get("streaming_api") if isinstance(urls, dict) else None
+        return value if isinstance(value, str) else ""
+
+    async def _connect(self, url: str, trusted: bool) -> connect:
+        parts = urlsplit(url)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            raise UpstreamError(Outcome.PARSE, f"{self.domain} streams at an invalid URL")
+        port = parts.port or (443 if parts.scheme == "wss" else 80)
+        extra: dict[str, Any] = {}
+        if not trusted:
+            addresses = await vetted_addresses(
+                parts.hostname, port, allow_private=self._ctx.allow_private_addresses
+            )
+            extra = {"host": addresses[0], "port": port}
+        token = self._source.bearer
+        return connect(
+            url,
+            additional_headers={"Authorization": f"Bearer {token}"} if token else None,
+            user_agent_header=self._settings.user_agent,
+            proxy=None,
+            open_timeout=self._settings.timeout_s,
+            max_size=MAX_FRAME_BYTES,
+            logger=_ws_log,
+            **extra,
+        )
+
+    # --- one connection -------------------------------------------------------------
+
+    async def _session(self, ws: ClientConnection) -> None:
+        for message in self._subscriptions:
+            await ws.send(json.dumps(message))
+        queue: asyncio.Queue[str | bytes | None] = asyncio.Queue()
+
+        async def read() -> None:
+            try:
+                async for frame in ws:
+                    queue.put_nowait(frame)
+            finally:
+                queue.put_nowait(None)
+
+        reader = asyncio.create_task(read(), name=f"mastodon-ws-read-{self.domain}")
+        try:
+            await self._backfill()
+            while (frame := await queue.get()) is not None:
+                await self._handle(frame)
+            await reader  # re-raises how the connection ended
+            raise _Dropped(f"{self.host} closed the stream")
+        finally:
+            reader.cancel()
+
+    async def _backfill(self) -> None:
+        """Fetch over REST whatever was posted since each target's cursor."""
+        slots = asyncio.Semaphore(BACKFILL_CONCURRENCY)
+
+        async def one(target: Target) -> None:
+            async with slots:
+                cursor = self._cursors.get(target.resource_key)
+                try:
+                    result = await self._source.fetch(target, cursor)
+                except UpstreamError as err:
+                    log.info("mastodon backfill of %s skipped: %s", target.display, err)
+                    return
+                if result.posts or result.cursor != cursor:
+                    await self._deliver(target, result.posts, result.cursor)
+
+        await asyncio.gather(*(one(t) for t in self._targets))
+
+    async def _handle(self, frame: str | bytes) -> None:
+        try:
+            message = json.loads(frame)
+        except ValueError:
+            return
+        if not isinstance(message, dict):
+            return
+        if "error" in message:
+            status = message.get("status")
+            detail = f"{self.host} refused a subscription: {str(message['error'])[:200]}"
+            self._record(
+                Outcome.HTTP_4XX,
+                time.monotonic(),
+                status=status if isinstance(status, int) else None,
+                detail=detail,
+            )
+            log.warning("mastodon stream %s", detail)
+            return
+        if message.get("event") != "update":
+            return  # deletes, edits, notifications, filters: nothing to relay
+        payload = message.get("payload")
+        try:
+            status_obj = json.loads(payload) if isinstance(payload, str) else payload
+        except ValueError:
+            return
+        if not isinstance(status_obj, dict) or not status_obj.get("id"):
+            return
+        targets = self._route.targets_for(message.get("stream"), status_obj)
+        for target in targets:
+            posts, newest = self._source.to_posts([status_obj], self.domain)
+            await self._deliver(target, posts, newest)
+
+    async def _deliver(self, target: Target, posts: list[Any], newest: str | None) -> None:
+        key = target.resource_key
+        cursor = newest_id([newest] if newest else [], self._cursors.get(key))
+        self._cursors[key] = cursor
+        await self._sink(target, posts, cursor)
+
+    def _record(
+        self, outcome: Outcome, started: float, *, status: int | None = None, detail: str = ""
+    ) -> None:
+        self._ctx.health.record(
+            self._source.network,
+            self.host,
+            outcome,
+            latency_s=time.monotonic() - started,
+            status=status,
+            detail=detail,
+        )
+
+
+def _netloc(url: str) -> str:
+    parts = urlsplit(url)
+    return (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+
+
+def _classify(exc: BaseException, host: str, *, connected: bool) -> tuple[Outcome, str, int | None]:
+    """A websocket failure as (outcome, one-line message, HTTP status)."""
+    if connected:
+        return (
+            Outcome.STREAM_DROPPED,
+            f"the stream from {host} dropped ({type(exc).__name__})",
+            None,
+        )
+    if isinstance(exc, websockets.InvalidStatus):
+        status = exc.response.status_code
+        if status in (401, 403):
+            return Outcome.AUTH, f"{host} refused the stream ({status}): check the token", status
+        if status == 429:
+            return Outcome.RATE_LIMITED, f"{host} rate limited the stream", status
+        if status >= 500:
+            return Outcome.HTTP_5XX, f"{host} answered {status} to the stream", status
+        return Outcome.HTTP_4XX, f"{host} answered {status} to the stream", status
+    if isinstance(exc, BlockedAddressError):
+        return Outcome.BLOCKED, str(exc), None
+    if isinstance(exc, TimeoutError):
+        return Outcome.TIMEOUT, f"{host} did not open the stream in time", None
+    if isinstance(exc, socket.gaierror):
+        return Outcome.DNS, f"{host} could not be found (DNS lookup failed)", None
+    if isinstance(exc, ssl.SSLError):
+        return Outcome.TLS, f"the TLS handshake with {host} failed", None
+    if isinstance(exc, websockets.InvalidHandshake):
+        return Outcome.PARSE, f"{host} does not speak the websocket protocol", None
+    if isinstance(exc, websockets.ConnectionClosed):
+        return Outcome.STREAM_DROPPED, f"the stream from {host} dropped", None
+    if isinstance(exc, OSError):
+        return Outcome.REFUSED, f"{host} refused the stream connection", None
+    return Outcome.STREAM_DROPPED, f"the stream from {host} failed ({type(exc).__name__})", None
