@@ -11,6 +11,7 @@ from plugins.discord.settings import DiscordSettings
 from plugins.feeds import FeedsSettings
 from plugins.mastodon import MastodonSettings
 from plugins.nostr import NostrSettings
+from plugins.slack.config import SlackSettings
 from plugins.x.config import XSettings
 from tests.conftest import REPO
 
@@ -23,6 +24,7 @@ PLUGIN_SETTINGS = [
     ("bluesky", BlueskySettings),
     ("x", XSettings),
     ("mastodon", MastodonSettings),
+    ("slack", SlackSettings),
 ]
 EXAMPLE = REPO / "starling.example.toml"
 
