@@ -15,11 +15,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import feeds_pipeline
+from bench import delivery, feeds_pipeline, streams
 from bench.common import Result, table, write_json
 
 BENCHMARKS: dict[str, Callable[..., list[Result]]] = {
     "feeds_pipeline": feeds_pipeline.run,
+    "streams": streams.run,
+    "delivery": delivery.run,
 }
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
 

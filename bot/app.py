@@ -24,6 +24,7 @@ from bot.dispatch import Dispatcher, chat_network
 from bot.errors import UserError
 from bot.filters import CompiledFilters
 from bot.health import HealthBook
+from bot.metrics import Metrics
 from bot.model import ChannelRef, Filters, Post, Subscription, Target
 from bot.outage import HostState, OutageRules, OutageWatch, duration, parse_quiet_hours
 from bot.plugins import CHAT_GROUP, NETWORK_GROUP, discover, load_factory
@@ -32,10 +33,12 @@ from bot.protocols import Chat, Invocation, Network, PluginContext, Source, Stre
 from bot.relay import Follower, Relay, ResourceState
 from bot.render import render
 from bot.scheduler import Scheduler
+from bot.statuspages import StatusPages
 from bot.store import Store, open_store
 from bot.store.base import NewOutboxRow, OutboxItem, StoredResource
 from bot.store.sqlite import DuplicateSubscription
 from bot.supervise import Supervisor
+from bot.web import StatusServer
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +92,17 @@ class App:
             max_concurrent_polls=settings.max_concurrent_polls,
             backlog=lambda: self.dispatcher.waiting,
         )
+        self.status_pages = (
+            StatusPages(
+                settings.status_pages,
+                health,
+                clock,
+                interval_s=settings.status_page_interval_s,
+                timeout_s=settings.status_page_timeout_s,
+            )
+            if settings.status_pages
+            else None
+        )
         self.outages = OutageWatch(
             store,
             chats,
@@ -107,8 +121,36 @@ class App:
             quiet_channels=frozenset(settings.outage_quiet_channels),
             quiet_hours=parse_quiet_hours(settings.outage_quiet_hours),
             update_every_s=settings.outage_update_s,
+            official=self.status_pages.quote if self.status_pages else None,
         )
         health.listeners.append(self.outages.observe)
+        self.metrics = Metrics(
+            scheduler=self.scheduler,
+            dispatcher=self.dispatcher,
+            relay=self.relay,
+            outages=self.outages,
+            health=health,
+            supervisor=self.supervisor,
+            status_pages=self.status_pages,
+        )
+        health.listeners.append(self.metrics.observe)
+        self.web = (
+            StatusServer(
+                store=store,
+                health=health,
+                outages=self.outages,
+                metrics=self.metrics,
+                clock=clock,
+                networks=list(networks),
+                chats=list(chats),
+                status_pages=self.status_pages,
+                host=settings.web_host,
+                port=settings.web_port,
+                settle_minutes=int(settings.health_flush_s // 60) + 2,
+            )
+            if settings.web_port
+            else None
+        )
         self.postback = PostBack(
             store,
             networks,
@@ -465,6 +507,8 @@ class App:
             count = f"{len(hosts)} host{'s' if len(hosts) != 1 else ''}"
             lines.append(f"{name}: {state} — {count}{ok_text}")
             lines += self._extra_status(name)
+            if self.status_pages is not None:
+                lines += [f"  {line}" for line in self.status_pages.status_lines(name)]
             for h in [h for h in hosts if h.consecutive_failures][:10]:
                 outage = self.outages.open.get((name, h.host))
                 since = _hhmm(outage.started_at) if outage else _hhmm(h.last_failure_at or 0)
@@ -517,6 +561,8 @@ class App:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
+        if self.web is not None:
+            await self.web.start()  # /healthz says "starting" until the tasks run
         await self.health.load(self.store)
         await self.outages.load()
         await self._load_ops_channels()
@@ -540,6 +586,12 @@ class App:
             self.supervisor.supervise(f"chat-{name}", functools.partial(chat.run, self.commands))
             for name, chat in self.chats.items()
         ]
+        if self.status_pages is not None:
+            self.supervisor.supervise("status-pages", self.status_pages.run)
+        if self.web is not None:
+            self.web.watch("scheduler", scheduler)
+            for name, task in zip(self.chats, chat_tasks, strict=True):
+                self.web.watch(f"chat {name}", task)
         stop_wait = asyncio.ensure_future(self._stop.wait())
         all_chats = asyncio.ensure_future(asyncio.wait(chat_tasks)) if chat_tasks else None
         waiting = [stop_wait] + ([all_chats] if all_chats else [])
@@ -560,6 +612,8 @@ class App:
             log.warning("shutdown grace of %.0f s ran out; the outbox keeps the rest", grace)
         await self.health.flush(self.store)
         await self.supervisor.stop()
+        if self.web is not None:
+            await self.web.stop()
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -567,6 +621,8 @@ class App:
             await chat.aclose()
         for net in self.networks.values():
             await net.aclose()
+        if self.status_pages is not None:
+            await self.status_pages.aclose()
         await self.store.close()
 
     async def _flush_health_forever(self) -> None:

@@ -22,6 +22,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from bot.statuspages import StatusPageConfig
+
 ENV_PREFIX = "STARLING_"
 T = TypeVar("T", bound="BaseModel")
 
@@ -81,6 +83,11 @@ class Settings(BaseSettings):
     health_flush_s: float = Field(default=15.0, ge=0.5)
     heartbeat_s: float = Field(default=30.0, ge=1.0)
     secrets_dir: Path | None = Field(default=None)
+    web_port: int = Field(default=0, ge=0, le=65535)
+    web_host: str = Field(default="127.0.0.1")
+    status_pages: dict[str, StatusPageConfig] = Field(default_factory=dict)
+    status_page_interval_s: float = Field(default=180.0, ge=30.0)
+    status_page_timeout_s: float = Field(default=10.0, gt=0.0, le=60.0)
 
     @field_validator("log_level")
     @classmethod

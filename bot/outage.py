@@ -135,6 +135,7 @@ class OpenOutage:
 
 Affected = Callable[[str, str], Mapping[int, tuple[ChannelRef, int]]]
 Admitted = Callable[[str, str], int]
+Official = Callable[[str], str | None]  # a network's status page, in its own words
 
 
 def duration(seconds: float) -> str:
@@ -173,6 +174,7 @@ class OutageWatch:
         quiet_channels: frozenset[str] = frozenset(),
         quiet_hours: tuple[int, int] | None = None,
         update_every_s: float = 600.0,
+        official: Official | None = None,
     ) -> None:
         self._store = store
         self._chats = chats
@@ -184,6 +186,7 @@ class OutageWatch:
         self._quiet = quiet_channels
         self._quiet_hours = quiet_hours  # minutes of the UTC day: (start, end)
         self._update_every_s = update_every_s
+        self._official = official
         self.trackers: dict[tuple[str, str], HostTracker] = {}
         self.open: dict[tuple[str, str], OpenOutage] = {}
         self._changes: asyncio.Queue[tuple[str, str, HostState]] = asyncio.Queue()
@@ -295,7 +298,13 @@ class OutageWatch:
                 f"({follows}). Last error: {detail or outcome.value}. "
                 "Posts will be caught up when it is back."
             )
+        text += self._quote(outage.network)
         return RichMessage(text=text, title=f"Outage: {label}", footer="Starling")
+
+    def _quote(self, network: str) -> str:
+        """What the network's official status page says, when one is configured."""
+        quote = self._official(network) if self._official is not None else None
+        return f" {quote}." if quote else ""
 
     def _chat_text(
         self, outage: OpenOutage, waiting: int, resolved_after: float | None
@@ -310,7 +319,7 @@ class OutageWatch:
         text = (
             f"⚠️ {label} is failing since {hhmm(outage.started_at)}; posts for its channels "
             f"wait in the outbox ({waiting} follows there). Last error: {detail}."
-        )
+        ) + self._quote(outage.network)
         return RichMessage(text=text, title=f"Outage: {label}", footer="Starling")
 
     def _wanted(self, channel: ChannelRef) -> bool:
@@ -327,7 +336,9 @@ class OutageWatch:
         return start <= minute < end if start <= end else minute >= start or minute < end
 
     async def _start(self, network: str, host: str) -> None:
-        tracker = self.trackers[(network, host)]
+        tracker = self.trackers.get((network, host))
+        if tracker is None or tracker.state is not HostState.DOWN:
+            return  # it recovered before this change was handled: nothing to announce
         started = tracker.failing_since or self._clock.now().timestamp()
         outage_id = await self._store.open_outage(network, host, started, tracker.last_detail)
         outage = OpenOutage(

@@ -1,10 +1,11 @@
 """Official status pages: what a service says about itself, as a second signal.
 
 Starling's own request outcomes decide whether a host is down (`bot.outage`); a
-service's status page only adds its own word to the announcement and the status
-page ("bluesky status page: "Partial System Outage""). Three kinds are read:
-Atlassian Statuspage's public v2 API, Slack's status API and a Mastodon
-instance's `/health`. Everything they say is untrusted text: defused and capped.
+service's status page only adds its own word to the announcement, to `/status`
+and to the web status page (`bluesky status page: "Partial System Outage"`).
+Three kinds are read: Atlassian Statuspage's public v2 API, Slack's status API
+and a Mastodon instance's `/health`. Everything they say is untrusted text:
+defused and capped.
 A status page that cannot be fetched is recorded in the health book under the
 network `status:<network>`, so it never counts against the network itself (and
 never makes `/post` divert around a network whose API is fine).

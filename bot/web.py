@@ -15,6 +15,7 @@ import html
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -282,10 +283,11 @@ class StatusServer:
             f"{summary['outbox_queued']} queued for chat · "
             f"{summary['delivered']} delivered since start</p>",
         ]
+        known = Counter(network for network, _host in self._health.hosts)
         quiet = []
         for network in self._rows():
-            if self._has_news(network):
-                parts.append(self._network_section(network, now))
+            if self._has_news(network, known):
+                parts.append(self._network_section(network, known[network], now))
             else:
                 quiet.append(network.replace("chat:", "chat "))
         if quiet:
@@ -299,17 +301,16 @@ class StatusServer:
         """The installed networks, then the chat platforms (`chat:<name>`)."""
         return [*self._networks, *(f"chat:{name}" for name in self._chats)]
 
-    def _has_news(self, network: str) -> bool:
+    def _has_news(self, network: str, known: Counter[str]) -> bool:
         """Networks nobody follows and nothing was heard of share one line."""
         return (
-            any(net == network for net, _ in self._health.hosts)
+            known[network] > 0
             or bool(self._outages.state_of(network))
             or (self._timeline is not None and network in self._timeline.networks())
             or (self._pages is not None and bool(self._pages.page_url(network)))
         )
 
-    def _network_section(self, network: str, now: float) -> str:
-        known = sum(1 for net, _ in self._health.hosts if net == network)
+    def _network_section(self, network: str, known: int, now: float) -> str:
         unwell = sorted(
             (t for t in self._outages.state_of(network) if t.state is not HostState.UP),
             key=lambda t: (_WORST.index(t.state), t.host),

@@ -206,6 +206,10 @@ class Store(Protocol):
 
     async def load_health_hosts(self) -> list[HealthHost]: ...
 
+    async def health_minutes(self, since_minute: int) -> list[HealthMinute]:
+        """Per-minute outcome counts since `since_minute` (for timelines and rates)."""
+        ...
+
     async def open_outage(self, network: str, host: str, started_at: float, detail: str) -> int: ...
 
     async def add_outage_notice(
