@@ -24,8 +24,11 @@ to one core, the Starling side pinned to the other), both started with
   `store.create_subscription` (DIDs as targets, profiles pre-cached as `/follow`
   leaves them) and `bench.harness.BenchChat`, whose send time closes the
   measurement. On Linux `perf_counter` is CLOCK_MONOTONIC, shared by processes.
+  `nostr-live` and `mastodon-live` do the same against the nostr relay and the
+  fake Mastodon (`tests.fakes.mastodon_server`, streaming `public:local`).
 
-Worker entry point: `python -m bench.streams blast|ingest|live|app ... --out FILE`.
+Worker entry point:
+`python -m bench.streams blast|ingest|live|nostr-live|mastodon-live|app ... --out FILE`.
 """
 
 from __future__ import annotations
@@ -81,10 +84,12 @@ class Config:
     channels: int
     nostr_rate: float  # notes/s published to the relay (a Python relay: kept modest)
     nostr_followed: int  # the plugin opens one connection per 16 accounts: see README
+    mastodon_rate: float  # statuses/s pushed by the fake Mastodon
+    mastodon_s: float  # how long statuses are pushed
 
 
-FULL = Config(2000, 200_000, 40_000, 1.5, 200.0, 20.0, 50, 50.0, 200)
-QUICK = Config(2000, 40_000, 8_000, 0.3, 200.0, 4.0, 50, 50.0, 200)
+FULL = Config(2000, 200_000, 40_000, 1.5, 200.0, 20.0, 50, 50.0, 200, 100.0, 15.0)
+QUICK = Config(2000, 40_000, 8_000, 0.3, 200.0, 4.0, 50, 50.0, 200, 100.0, 4.0)
 
 
 def log(message: str) -> None:
@@ -270,6 +275,7 @@ def run(*, quick: bool = False) -> list[Result]:
             results += _ingest(cfg, key, share, count, work, server_core, bench_core)
         results += _jetstream_latency(cfg, work, server_core, bench_core)
         results += _nostr_latency(cfg, work, server_core, bench_core)
+        results += _mastodon_latency(cfg, work, server_core, bench_core)
     return results
 
 
@@ -404,6 +410,40 @@ def _nostr_latency(
     finally:
         relay.stop()
     return _latency_rows("nostr", served, got, expected)
+
+
+def _mastodon_latency(
+    cfg: Config, work: Path, server_core: int | None, bench_core: int | None
+) -> list[Result]:
+    """The fake Mastodon of the plugin's tests, streaming `public:local` to the real plugin."""
+    port = free_port()
+    expected = round(cfg.mastodon_rate * cfg.mastodon_s)
+    log(
+        f"latency/mastodon: {cfg.mastodon_rate:.0f} statuses/s by {cfg.followed:,} followed "
+        f"accounts for {cfg.mastodon_s:.0f} s, fake Mastodon"
+    )
+    common = ["--port", str(port), "--followed", str(cfg.followed)]
+    common += ["--rate", str(cfg.mastodon_rate), "--seconds", str(cfg.mastodon_s)]
+    common += ["--accounts", str(work / "mastodon-accounts.json")]
+    server_args = ["mastodon-live", *common]
+    client_args = ["app", *common, "--network", "mastodon", "--channels", str(cfg.channels)]
+    client_args += ["--data-dir", str(work / "mastodon-app"), "--expect", str(expected)]
+    budget = 60 + cfg.mastodon_s
+    served, got = _pair(
+        (server_args, budget), (client_args, budget), work, "mastodon", (server_core, bench_core)
+    )
+    log(
+        f"latency/mastodon: the reconnect backfill ({cfg.followed:,} REST fetches) took "
+        f"{served['backfill_s']:.1f} s before the first status was pushed"
+    )
+    backfill = Result(
+        f"{BENCH}/mastodon_latency",
+        "backfill_s",
+        served["backfill_s"],
+        "s",
+        label=f"stream open → backfill done ({served['backfills']:,} REST reads)",
+    )
+    return [*_latency_rows("mastodon", served, got, expected), backfill]
 
 
 def _latency_rows(
@@ -647,6 +687,70 @@ async def nostr_live_worker(args: argparse.Namespace) -> dict[str, Any]:
     return {"appeared": appeared, "accepted": accepted}
 
 
+# --- worker: mastodon-live (the fake Mastodon, pushing statuses at a steady rate) ------
+
+
+async def mastodon_live_worker(args: argparse.Namespace) -> dict[str, Any]:
+    """Create the accounts, wait for the stream and its backfill, then post at a steady rate.
+
+    Each status is timed just before `MastodonFake.post` stores it and queues its
+    `update` frame to the subscribed stream; it is matched by status id.
+    """
+    sys.path.insert(0, str(REPO))
+    from tests.fakes.mastodon_server import MastodonFake
+
+    fake = MastodonFake(seed="none")
+    fake.port = args.port  # start() binds the port it is given
+    await fake.start()
+    try:
+        accts = [f"bench{i}" for i in range(args.followed)]
+        ids = [fake.add_account(acct, display_name=f"Bench {acct}")["id"] for acct in accts]
+        accounts = Path(args.accounts)
+        staged = accounts.with_suffix(".tmp")
+        staged.write_text(json.dumps(ids), encoding="utf-8")
+        staged.rename(accounts)  # the app never reads half a list
+        await fake.wait_subscribed("public:local", within_s=45)
+        subscribed = time.perf_counter()
+        # On every (re)connection the plugin backfills each account over REST first,
+        # holding live frames back until it is done: wait for that before posting.
+        deadline = time.monotonic() + 45
+        while _backfills(fake) < args.followed and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        backfill_s = time.perf_counter() - subscribed
+        await asyncio.sleep(0.5)  # the last backfill answers are read
+        rng = random.Random(17)
+        text = "Benchmark status: streamed to chat as it happens #starling https://example.org/x"
+        appeared: dict[str, float] = {}
+        total = round(args.rate * args.seconds)
+        started = time.perf_counter()
+        for seq in range(total):
+            delay = started + seq / args.rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            at = time.perf_counter()
+            appeared[fake.post(rng.choice(accts), f"{text} {seq}")["id"]] = at
+        await asyncio.sleep(2.0)  # the last statuses reach the client
+    finally:
+        await fake.stop()
+    return {"appeared": appeared, "backfill_s": backfill_s, "backfills": _backfills(fake)}
+
+
+def _backfills(fake: Any) -> int:
+    """REST reads of an account's statuses the fake has answered (the plugin's backfill)."""
+    return sum(r.path.endswith("/statuses") and r.method == "GET" for r in fake.requests)
+
+
+async def _read_accounts(path: Path, timeout_s: float = 45.0) -> list[str]:
+    """The account ids `mastodon-live` created (snowflakes: only the server knows them)."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the fake Mastodon never listed its accounts")
+        await asyncio.sleep(0.05)
+    ids: list[str] = json.loads(path.read_text(encoding="utf-8"))
+    return ids
+
+
 # --- worker: app (the real Starling) -------------------------------------------------
 
 
@@ -668,6 +772,18 @@ async def app_worker(args: argparse.Namespace) -> dict[str, Any]:
         config = {"relays": args.relay, "web_url": "https://njump.me/{id}"}
         network = load_network("nostr", config, data_dir)
         keys = nostr_pubkeys(args.followed)
+    elif args.network == "mastodon":
+        sys.path.insert(0, str(REPO))
+        from tests.fakes.mastodon_server import MastodonFake, plugin_config
+
+        fake = MastodonFake()  # not started: only its URLs, token and domain
+        fake.port = args.port
+        # A token makes the plugin stream from the default instance; the polling
+        # interval below never comes due, so only the stream delivers.
+        config = plugin_config(fake, streaming_url=fake.ws_url)
+        network = load_network("mastodon", config, data_dir)
+        ids = await _read_accounts(Path(args.accounts))
+        keys = [f"{fake.domain}/accounts/{account_id}" for account_id in ids]
     else:
         network = load_bluesky(data_dir, args.port)
         keys = followed_dids(args.followed)
@@ -686,7 +802,8 @@ async def app_worker(args: argparse.Namespace) -> dict[str, Any]:
             "bench",
             baseline_keys=[],
             backlog=lambda sub, channel_id: [],
-            cursor=None,
+            # What /follow leaves for a Mastodon account with no statuses yet.
+            cursor="0" if args.network == "mastodon" else None,
         )
     running = asyncio.create_task(app.run())
     if args.ready:
@@ -722,6 +839,7 @@ def main(argv: list[str] | None = None) -> int:
         "ingest": "the Bluesky plugin's Jetstream consumer, counting",
         "live": "the fake Jetstream, posting at a steady rate",
         "nostr-live": "publish signed notes to a nostr relay at a steady rate",
+        "mastodon-live": "the fake Mastodon, pushing statuses at a steady rate",
         "app": "the real App following the accounts over a stream",
     }
     for name, help_text in workers.items():
@@ -732,7 +850,7 @@ def main(argv: list[str] | None = None) -> int:
         if name in ("blast", "ingest"):
             p.add_argument("--events", type=int, required=True)
             p.add_argument("--share", type=float, required=True)
-        if name in ("live", "app", "nostr-live"):
+        if name in ("live", "app", "nostr-live", "mastodon-live"):
             p.add_argument("--rate", type=float, default=200.0)
             p.add_argument("--seconds", type=float, default=10.0)
         if name in ("ingest", "app"):
@@ -742,8 +860,10 @@ def main(argv: list[str] | None = None) -> int:
         if name in ("app", "nostr-live"):
             p.add_argument("--relay", default="", help="nostr relay URL")
             p.add_argument("--ready", default="", help="a file the app creates once subscribed")
+        if name in ("app", "mastodon-live"):
+            p.add_argument("--accounts", default="", help="the fake Mastodon's account ids (JSON)")
         if name == "app":
-            p.add_argument("--network", choices=("bluesky", "nostr"), default="bluesky")
+            p.add_argument("--network", choices=("bluesky", "nostr", "mastodon"), default="bluesky")
             p.add_argument("--channels", type=int, default=50)
             p.add_argument("--expect", type=int, required=True)
     args = parser.parse_args(argv)
@@ -753,6 +873,7 @@ def main(argv: list[str] | None = None) -> int:
         "ingest": ingest_worker,
         "live": live_worker,
         "nostr-live": nostr_live_worker,
+        "mastodon-live": mastodon_live_worker,
         "app": app_worker,
     }[args.worker]
     figures = asyncio.run(run_one(args))

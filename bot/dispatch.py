@@ -68,6 +68,7 @@ class Dispatcher:
         self._digest_threshold = digest_threshold
         self._digest_max_items = digest_max_items
         self._lanes: dict[int, _Lane] = {}
+        self._platform_next: dict[str, float] = {}  # next free slot per platform
         self._waiters: dict[int, asyncio.Future[bool]] = {}
         self.delivered = 0
 
@@ -170,6 +171,7 @@ class Dispatcher:
             await self._store.mark_sending([item.id for item in batch])
             delivered: list[tuple[OutboxItem, str]] = []
             for index, item in enumerate(batch):
+                await self._platform_slot(chat)
                 started = self._clock.monotonic()
                 try:
                     ref = await chat.send(item.channel, item.message, item.key)
@@ -183,12 +185,26 @@ class Dispatcher:
                     await self._failed(lane, item, ChatError(str(err)), batch[index + 1 :])
                     break
                 self._record(chat, Outcome.OK, started)
-                lane.last_send = self._clock.monotonic()
+                # From the start of the send: a library that itself waited out a
+                # rate-limit window inside `send` must not make us wait twice.
+                lane.last_send = started
                 crashpoint("after_send")
                 delivered.append((item, ref))
             if delivered:
                 await self._recorded(delivered)
         self._lanes.pop(channel_id, None)
+
+    async def _platform_slot(self, chat: Chat) -> None:
+        """Keep a whole platform under its global rate (Discord: 50 requests/s), when the
+        chat declares one with an optional `max_rate_per_s`; channels share the budget."""
+        rate = float(getattr(chat, "max_rate_per_s", 0.0) or 0.0)
+        if rate <= 0:
+            return
+        now = self._clock.monotonic()
+        slot = max(now, self._platform_next.get(chat.name, now))
+        self._platform_next[chat.name] = slot + 1.0 / rate
+        if slot > now:
+            await self._clock.sleep(slot - now)
 
     def _record(self, chat: Chat, outcome: Outcome, started: float, detail: str = "") -> None:
         """Chat platforms are upstreams too: their failures feed the outage watch."""
@@ -214,6 +230,7 @@ class Dispatcher:
         first = batch[0]
         key = f"starling-digest:{first.channel_id}:{first.id}"
         await self._store.mark_sending([item.id for item in batch], digest_key=key)
+        await self._platform_slot(chat)
         started = self._clock.monotonic()
         try:
             ref = await chat.send(first.channel, render_digest([i.message for i in batch]), key)
@@ -228,7 +245,7 @@ class Dispatcher:
             await self._failed(lane, first, err, [])
             return
         self._record(chat, Outcome.OK, started)
-        lane.last_send = self._clock.monotonic()
+        lane.last_send = started
         crashpoint("after_send")
         await self._recorded([(item, ref) for item in batch])
 

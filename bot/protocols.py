@@ -176,7 +176,8 @@ class Chat(Protocol):
     """A chat platform: receives commands, sends and edits messages.
 
     `send` takes an idempotency key; `find_sent` looks it up after a crash between
-    sending and recording, so a post is never shown twice.
+    sending and recording, so a post is never shown twice. `min_interval_s` paces each
+    channel; an optional `max_rate_per_s` caps the whole platform.
     """
 
     name: str

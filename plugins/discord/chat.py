@@ -95,6 +95,9 @@ class DiscordChat:
     def __init__(self, settings: DiscordSettings, health: HealthRecorder) -> None:
         self.settings = settings
         self.min_interval_s = settings.min_interval_s
+        # Discord's global limit is 50 requests/s per bot; the dispatcher keeps all
+        # channels together under it, with room for command answers and lookups.
+        self.max_rate_per_s = settings.max_rate_per_s
         self.invite = ""
         self._health = health
         self._bridge = CommandBridge(settings.member_permission())
