@@ -165,6 +165,8 @@ class App:
                 self_approval=settings.postback_self_approval,
                 rate_per_hour=settings.postback_rate_per_hour,
                 fallback=settings.postback_fallback,
+                hold_s=settings.postback_hold_s,
+                check_s=settings.postback_check_s,
             ),
             is_down=self.network_down,
         )

@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     postback_self_approval: bool = Field(default=False)
     postback_rate_per_hour: int = Field(default=10, ge=1)
     postback_fallback: dict[str, str] = Field(default_factory=dict)
+    postback_hold_s: float = Field(default=60.0, gt=0.0)
+    postback_check_s: float = Field(default=15.0, gt=0.0)
     shutdown_grace_s: float = Field(default=20.0, ge=0.0)
     health_flush_s: float = Field(default=15.0, ge=0.5)
     heartbeat_s: float = Field(default=30.0, ge=1.0)

@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 RETRY_BASE_S = 30.0
 RETRY_MAX_S = 1800.0
 UNDO_WINDOW_S = 3600.0
-HOLD_S = 60.0  # a held part is tried again after this, then with backoff
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +45,8 @@ class PostPolicy:
     rate_per_hour: int
     fallback: Mapping[str, str]  # network → network to post to at once while it is down
     max_chars: int = 5000
+    hold_s: float = 60.0  # a part held for an outage is tried again after this
+    check_s: float = 15.0  # how often waiting parts are looked at
 
     def channel_key(self, channel: ChannelRef) -> str:
         return f"{channel.platform}:{channel.native_id}"
@@ -287,7 +288,7 @@ class PostBack:
                 # Held, and tried again later: the retry is also the probe that
                 # notices the network is back when nothing else talks to it.
                 await self._store.update_target(
-                    postback.id, network, not_before=time.time() + HOLD_S
+                    postback.id, network, not_before=time.time() + self.policy.hold_s
                 )
                 usable = bool(
                     fallback
@@ -333,7 +334,7 @@ class PostBack:
     def wake(self) -> None:
         self._wake.set()
 
-    async def run(self, every_s: float = 15.0) -> None:
+    async def run(self) -> None:
         """Send what waits: held for an outage, retried after an error, or left by a crash."""
         while True:
             for postback in await self._store.postbacks_to_send():
@@ -345,7 +346,7 @@ class PostBack:
                 await self._tell(postback, f"Post #{postback.id}, sent late: " + "; ".join(lines))
             self._wake.clear()
             try:
-                async with asyncio.timeout(every_s):
+                async with asyncio.timeout(self.policy.check_s):
                     await self._wake.wait()
             except TimeoutError:
                 pass
