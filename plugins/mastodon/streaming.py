@@ -3,14 +3,18 @@
 Only instances Starling has a token for are streamed. Hashtags subscribe to the
 `hashtag` stream; followed accounts are picked out of `public:local` (or `user`,
 see `account_stream`). Each (re)connection subscribes first, then backfills every
-target over REST from its last cursor while live events wait in a queue, and only
-then delivers the queue: a drop never loses a status, and the cursor handed to the
-core never jumps past one that was not delivered. Polling carries on beside it.
+target over REST from its last cursor. Live statuses flow at once for targets whose
+backfill is done; a target still backfilling has its live statuses held back and
+delivered right after its own backfill, so per-target order holds and the cursor
+handed to the core never jumps past a status that was not delivered. A target whose
+backfill fails still gets its live statuses, but its cursor stays where it was, so
+polling (which carries on beside the stream) or the next connection fills the gap.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import logging
 import socket
@@ -60,6 +64,26 @@ _ws_log.addFilter(_RedactAuthorization())
 
 class _Dropped(Exception):
     """The server closed the stream (cleanly or not) after it was open."""
+
+
+class _Marker(enum.Enum):
+    BACKFILL_ENDED = "the backfill task finished (or crashed)"
+
+
+_BACKFILL_ENDED = _Marker.BACKFILL_ENDED
+
+
+@dataclass(slots=True)
+class _Backlog:
+    """One connection's backfill state, by resource key.
+
+    `pending`: backfill not delivered yet, so live statuses wait in `held`.
+    `gaps`: backfill failed, so live statuses go through without moving the cursor.
+    """
+
+    pending: set[str]
+    held: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    gaps: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -274,7 +298,8 @@ class InstanceStream:
     async def _session(self, ws: ClientConnection) -> None:
         for message in self._subscriptions:
             await ws.send(json.dumps(message))
-        queue: asyncio.Queue[str | bytes | None] = asyncio.Queue()
+        backlog = _Backlog({t.resource_key for t in self._targets})
+        queue: asyncio.Queue[str | bytes | _Marker | None] = asyncio.Queue()
 
         async def read() -> None:
             try:
@@ -284,17 +309,29 @@ class InstanceStream:
                 queue.put_nowait(None)
 
         reader = asyncio.create_task(read(), name=f"mastodon-ws-read-{self.domain}")
+        backfill = asyncio.create_task(
+            self._backfill(backlog), name=f"mastodon-backfill-{self.domain}"
+        )
+        # A crashed backfill must end the session, even while no frame arrives.
+        backfill.add_done_callback(lambda _: queue.put_nowait(_BACKFILL_ENDED))
         try:
-            await self._backfill()
             while (frame := await queue.get()) is not None:
-                await self._handle(frame)
+                if frame is _BACKFILL_ENDED:
+                    backfill.result()
+                    continue
+                await self._handle(frame, backlog)
             await reader  # re-raises how the connection ended
             raise _Dropped(f"{self.host} closed the stream")
         finally:
             reader.cancel()
+            backfill.cancel()
 
-    async def _backfill(self) -> None:
-        """Fetch over REST whatever was posted since each target's cursor."""
+    async def _backfill(self, backlog: _Backlog) -> None:
+        """Fetch over REST whatever was posted since each target's cursor.
+
+        Each target is released as soon as its own backfill is delivered: its held
+        live statuses follow, and later ones go straight through `_handle`.
+        """
         slots = asyncio.Semaphore(BACKFILL_CONCURRENCY)
 
         async def one(target: Target) -> None:
@@ -304,13 +341,24 @@ class InstanceStream:
                     result = await self._source.fetch(target, cursor)
                 except UpstreamError as err:
                     log.info("mastodon backfill of %s skipped: %s", target.display, err)
-                    return
-                if result.posts or result.cursor != cursor:
-                    await self._deliver(target, result.posts, result.cursor)
+                    # Statuses since `cursor` are unknown: deliver live ones, keep the cursor.
+                    backlog.gaps.add(target.resource_key)
+                else:
+                    if result.posts or result.cursor != cursor:
+                        await self._deliver(target, result.posts, result.cursor, backlog)
+            await self._release(target, backlog)
 
         await asyncio.gather(*(one(t) for t in self._targets))
 
-    async def _handle(self, frame: str | bytes) -> None:
+    async def _release(self, target: Target, backlog: _Backlog) -> None:
+        """Deliver a target's held live statuses in arrival order, then let live ones through."""
+        key = target.resource_key
+        while held := backlog.held.pop(key, None):
+            posts, newest = self._source.to_posts(held, self.domain)
+            await self._deliver(target, posts, newest, backlog)
+        backlog.pending.discard(key)  # no await since the last check: nothing slips past
+
+    async def _handle(self, frame: str | bytes, backlog: _Backlog) -> None:
         try:
             message = json.loads(frame)
         except ValueError:
@@ -339,13 +387,19 @@ class InstanceStream:
             return
         targets = self._route.targets_for(message.get("stream"), status_obj)
         for target in targets:
+            if target.resource_key in backlog.pending:
+                backlog.held.setdefault(target.resource_key, []).append(status_obj)
+                continue
             posts, newest = self._source.to_posts([status_obj], self.domain)
-            await self._deliver(target, posts, newest)
+            await self._deliver(target, posts, newest, backlog)
 
-    async def _deliver(self, target: Target, posts: list[Any], newest: str | None) -> None:
+    async def _deliver(
+        self, target: Target, posts: list[Any], newest: str | None, backlog: _Backlog
+    ) -> None:
         key = target.resource_key
-        cursor = newest_id([newest] if newest else [], self._cursors.get(key))
-        self._cursors[key] = cursor
+        cursor = self._cursors.get(key)
+        if key not in backlog.gaps:
+            cursor = self._cursors[key] = newest_id([newest] if newest else [], cursor)
         await self._sink(target, posts, cursor)
 
     def _record(
