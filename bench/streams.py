@@ -83,7 +83,7 @@ class Config:
     latency_s: float  # how long posts are emitted
     channels: int
     nostr_rate: float  # notes/s published to the relay (a Python relay: kept modest)
-    nostr_followed: int  # the plugin opens one connection per 16 accounts: see README
+    nostr_followed: int  # followed authors (batched into shared `authors` filters)
     mastodon_rate: float  # statuses/s pushed by the fake Mastodon
     mastodon_s: float  # how long statuses are pushed
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 from aionostr.event import Event as AioEvent
+from websockets.asyncio.client import connect as connect_ws
+from websockets.asyncio.server import Server, ServerConnection, serve
 
 from bot.clock import SystemClock
 from bot.errors import Outcome, UpstreamError
@@ -508,3 +510,153 @@ async def test_publishing_succeeds_while_one_relay_is_down_and_fails_when_all_ar
         await publisher_of(lonely).publish(Draft("nobody hears this"), "p2")
     assert err.value.outcome is Outcome.REFUSED
     assert "no nostr relay accepted the event" in str(err.value)
+
+
+# --- many follows ---------------------------------------------------------------------
+
+
+class CountingProxy:
+    """A loopback websocket proxy in front of a real relay that counts what the plugin asks.
+
+    It records each connection's REQ messages, can drop every open connection (as a
+    relay restart would) and can refuse new ones for a while.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.reqs: list[list[list[Any]]] = []  # per connection, in order
+        self.refusing = False
+        self._open: set[ServerConnection] = set()
+        self._server: Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        port = next(iter(self._server.sockets)).getsockname()[1]
+        return f"ws://127.0.0.1:{port}"
+
+    async def __aenter__(self) -> CountingProxy:
+        self._server = await serve(self._handle, "127.0.0.1", 0, max_size=None)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def drop_all(self) -> None:
+        for client in list(self._open):
+            await client.close(1011)
+
+    async def _handle(self, client: ServerConnection) -> None:
+        if self.refusing:
+            await client.close(1013)
+            return
+        reqs: list[list[Any]] = []
+        self.reqs.append(reqs)
+        self._open.add(client)
+        try:
+            async with connect_ws(self.upstream, proxy=None, max_size=None) as relay:
+
+                async def inbound() -> None:
+                    async for frame in client:
+                        message = json.loads(frame)
+                        if message[0] == "REQ":
+                            reqs.append(message)
+                        await relay.send(frame)
+
+                async def outbound() -> None:
+                    async for frame in relay:
+                        await client.send(frame)
+
+                pumps = [asyncio.create_task(inbound()), asyncio.create_task(outbound())]
+                await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+                for pump in pumps:
+                    pump.cancel()
+                await asyncio.gather(*pumps, return_exceptions=True)
+        finally:
+            self._open.discard(client)
+
+
+def authors_in(req: list[Any]) -> set[str]:
+    return {a for f in req[2:] if f.get("kinds") != [0] for a in f.get("authors", [])}
+
+
+async def test_300_follows_cost_two_reqs_on_one_connection_per_relay_and_resume_per_target(
+    honest: tuple[NostrRelay, NostrRelay], tmp_path: Path
+) -> None:
+    first, second = honest
+    authors = [Author() for _ in range(300)]
+    quiet_one, early, late = authors[7], authors[0], authors[1]
+    now = int(time.time())
+    # `late` has a newer cursor than `early`: their shared REQ asks from `early`'s,
+    # but a note `late` already had (older than its own cursor) must not come back.
+    await send(first, early.event("early: after its cursor", created_at=now - 500))
+    await send(first, late.event("late: before its cursor", created_at=now - 500))
+    async with CountingProxy(first.url) as proxy_a, CountingProxy(second.url) as proxy_b:
+        clock = SystemClock()
+        config = {
+            "relays": [proxy_a.url, proxy_b.url],
+            "reconnect_min_s": "0.1",
+            "reconnect_max_s": "0.2",
+            "since_overlap_s": "60",
+        }
+        network = create(
+            PluginContext("nostr", config, HealthBook(clock), clock, False, str(tmp_path))
+        )
+        source = network.source
+        assert isinstance(source, StreamingSource)
+        assert network.source is not None
+        targets = [await network.source.resolve(TargetKind.ACCOUNT, a.npub) for a in authors]
+        cursors: dict[str, str | None] = {t.resource_key: None for t in targets}
+        cursors[targets[0].resource_key] = str(now - 600)
+        cursors[targets[1].resource_key] = str(now - 300)
+        received: list[tuple[str, str, str | None]] = []
+
+        async def sink(target: Target, posts: list[Post], cursor: str | None) -> None:
+            received.extend((target.key, p.text, cursor) for p in posts)
+
+        task = asyncio.create_task(source.stream(targets, cursors, sink))
+        try:
+            await eventually(
+                lambda: all(len(p.reqs) == 1 and len(p.reqs[0]) == 2 for p in (proxy_a, proxy_b))
+            )
+            for proxy in (proxy_a, proxy_b):
+                [reqs] = proxy.reqs
+                assert set().union(*map(authors_in, reqs)) == {a.pubkey for a in authors}
+            await eventually(lambda: bool(received))
+            live = quiet_one.event("one note by one of 300, on both relays")
+            await send(first, live)
+            await send(second, live)
+            await eventually(lambda: len(received) >= 2)
+            await quiet()
+            assert received == [
+                (early.pubkey, "early: after its cursor", str(now - 500)),
+                (quiet_one.pubkey, live["content"], str(live["created_at"])),
+            ]
+
+            # Both relays drop; while Starling cannot get back, a note lands on one.
+            for proxy in (proxy_a, proxy_b):
+                proxy.refusing = True
+                await proxy.drop_all()
+            missed = quiet_one.event("published while Starling was away")
+            await send(second, missed)
+            for proxy in (proxy_a, proxy_b):
+                proxy.refusing = False
+            await eventually(lambda: len(received) >= 3)
+            await quiet()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert received[2:] == [(quiet_one.pubkey, missed["content"], str(missed["created_at"]))]
+    for proxy in (proxy_a, proxy_b):
+        resumed = proxy.reqs[-1]
+        assert len(resumed) <= 2
+        dated = [f for req in resumed for f in req[2:] if "since" in f and f["kinds"] != [0]]
+        # The resume asks from the lowest cursor it holds (early's) minus the overlap,
+        # and quiet_one (now with a cursor) is asked from no later than its own.
+        [floor] = {f["since"] for f in dated}
+        assert floor == now - 500 - 60
+        assert {early.pubkey, late.pubkey, quiet_one.pubkey} <= {
+            a for f in dated for a in f["authors"]
+        }

@@ -1,11 +1,15 @@
 """Long-lived REQ subscriptions on every relay, with reconnect, backoff and resume.
 
-One task per relay (per `subscriptions_per_connection` targets) keeps a websocket
-open. Stored events (before EOSE) are handed over as one batch; live events one
-by one. On any drop the task reports it to the health record, waits with
-jittered exponential backoff and resubscribes with `since` = the newest note it
-delivered, so nothing published meanwhile is lost. An event that arrives from
-several relays is delivered once per target.
+Followed pubkeys share `authors` filters and hashtags share `#t` filters, up to
+`authors_per_filter` per REQ, so thousands of follows cost a handful of REQs on
+one websocket per relay (another websocket only past `subscriptions_per_connection`
+REQs). Each event that comes back is routed to the targets it really matches.
+Stored events (before EOSE) are handed over as one batch per target; live events
+one by one. On any drop the task reports it to the health record, waits with
+jittered exponential backoff and resubscribes from the lowest cursor of the
+targets in each REQ (minus the overlap); every target still drops what is older
+than its own cursor, and an event that arrives twice (several relays, a resume)
+is delivered once per target.
 """
 
 from __future__ import annotations
@@ -15,15 +19,22 @@ import logging
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 from bot.model import Post, Target, TargetKind
 from bot.protocols import PostSink
-from plugins.nostr.events import Event
+from plugins.nostr.events import KIND_METADATA, Event
 from plugins.nostr.pool import RelayPool, machine_prefix, outcome_for
 from plugins.nostr.posts import PostBuilder, Profiles
 from plugins.nostr.settings import NostrSettings
-from plugins.nostr.targets import matches, metadata_filter, note_filter
+from plugins.nostr.targets import (
+    NOTE_KINDS,
+    hashtag,
+    merged_limit,
+    merged_note_filters,
+    metadata_filter,
+)
 from plugins.nostr.wire import (
     Closed,
     EndOfStored,
@@ -39,7 +50,42 @@ log = logging.getLogger(__name__)
 # A connection that lived this long was healthy: the next reconnect starts fast again.
 STABLE_AFTER_S = 30.0
 DELIVERED_MEMORY = 100_000
-PROFILES_SUB = "profiles"
+
+
+def _chunks(items: Sequence[Target], size: int) -> Iterator[list[Target]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+@dataclass(slots=True)
+class Group:
+    """The targets behind one REQ, indexed by what an event is matched on."""
+
+    targets: list[Target]
+    floors: dict[str, int | None]
+    by_author: dict[str, list[Target]] = field(default_factory=dict)
+    by_tag: dict[str, list[Target]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for target in self.targets:
+            tag = hashtag(target)
+            index, key = (self.by_tag, tag) if tag else (self.by_author, target.key)
+            index.setdefault(key, []).append(target)
+
+    def route(self, event: Event) -> list[Target]:
+        """The targets this verified note belongs to, whatever the relay claims."""
+        if event.kind not in NOTE_KINDS:
+            return []
+        found = list(self.by_author.get(event.pubkey, ()))
+        if self.by_tag:
+            for tag in {value.lower() for value in event.tag_values("t")}:
+                found += self.by_tag.get(tag, ())
+        return [t for t in found if self._recent_enough(t, event)]
+
+    def _recent_enough(self, target: Target, event: Event) -> bool:
+        """The REQ asked from the group's lowest cursor; each target keeps its own."""
+        floor = self.floors.get(target.resource_key)
+        return floor is None or event.created_at >= floor
 
 
 class StreamSession:
@@ -66,12 +112,38 @@ class StreamSession:
         self._delivered: OrderedDict[str, None] = OrderedDict()
 
     async def run(self, targets: list[Target]) -> None:
-        size = self._settings.subscriptions_per_connection
-        chunks = [targets[i : i + size] for i in range(0, len(targets), size)]
         async with asyncio.TaskGroup() as group:
             for url in self._pool.relays:
-                for chunk in chunks:
-                    group.create_task(self._keep_connected(url, chunk))
+                for share in self.connection_shares(targets):
+                    group.create_task(self._keep_connected(url, share))
+
+    def connection_shares(self, targets: list[Target]) -> list[list[Target]]:
+        """Targets per websocket: whole REQs, at most `subscriptions_per_connection` of them."""
+        unique = list({t.resource_key: t for t in targets}.values())
+        reqs = self._chunked(unique)
+        size = self._settings.subscriptions_per_connection
+        return [[t for req in reqs[i : i + size] for t in req] for i in range(0, len(reqs), size)]
+
+    def _floors(self, targets: Sequence[Target]) -> dict[str, int | None]:
+        overlap = self._settings.since_overlap_s
+        floors: dict[str, int | None] = {}
+        for target in targets:
+            newest = self._newest.get(target.resource_key)
+            floors[target.resource_key] = newest - overlap if newest is not None else None
+        return floors
+
+    def _chunked(self, targets: Sequence[Target]) -> list[list[Target]]:
+        """Accounts and hashtags apart, sorted by cursor so a REQ's `since` fits its targets."""
+        floors = self._floors(targets)
+
+        def by_cursor(target: Target) -> tuple[bool, int]:
+            floor = floors[target.resource_key]
+            return floor is None, floor or 0
+
+        size = self._settings.authors_per_filter
+        accounts = sorted((t for t in targets if t.kind is TargetKind.ACCOUNT), key=by_cursor)
+        tags = sorted((t for t in targets if t.kind is not TargetKind.ACCOUNT), key=by_cursor)
+        return [*_chunks(accounts, size), *_chunks(tags, size)]
 
     async def _keep_connected(self, url: str, targets: list[Target]) -> None:
         backoff = self._settings.reconnect_min_s
@@ -91,34 +163,40 @@ class StreamSession:
             await asyncio.sleep(min(backoff * random.uniform(0.8, 1.2), ceiling))
             backoff = min(backoff * 2, ceiling)
 
+    async def _subscribe(self, conn: RelayConnection, targets: list[Target]) -> dict[str, Group]:
+        """One REQ per chunk, from the cursors as they are now (this may be a resume)."""
+        subs: dict[str, Group] = {}
+        for number, chunk in enumerate(self._chunked(targets)):
+            group = Group(chunk, self._floors(chunk))
+            limit = merged_limit(self._settings.fetch_limit, len(chunk))
+            filters = merged_note_filters(chunk, group.floors, limit=limit)
+            if group.by_author:
+                filters.append(metadata_filter(sorted(group.by_author), limit=limit))
+            sub_id = f"n{number}"
+            await conn.request(sub_id, filters)
+            subs[sub_id] = group
+        return subs
+
     async def _listen(self, conn: RelayConnection, targets: list[Target]) -> None:
         """Subscribe, then relay events until the connection fails (raises `RelayError`)."""
-        subs = {f"n{i}": target for i, target in enumerate(targets)}
-        overlap = self._settings.since_overlap_s
-        for sub_id, target in subs.items():
-            newest = self._newest.get(target.resource_key)
-            since = newest - overlap if newest is not None else None
-            filters = [note_filter(target, since=since, limit=self._settings.fetch_limit)]
-            await conn.request(sub_id, filters)
-        authors = {t.key for t in targets if t.kind is TargetKind.ACCOUNT}
-        if authors:
-            await conn.request(PROFILES_SUB, [metadata_filter(sorted(authors))])
+        subs = await self._subscribe(conn, targets)
         # Stored events wait for EOSE and go to the core as one batch per target.
-        stored: dict[str, list[tuple[Event, Post]]] = {sub_id: [] for sub_id in subs}
+        stored: dict[str, list[tuple[Target, Event]]] = {sub_id: [] for sub_id in subs}
         async for message in conn.messages():
-            if isinstance(message, EventMessage):
+            if isinstance(message, EventMessage) and message.sub_id in subs:
                 event = self._pool.verifier.verify(message.event)
+                group = subs[message.sub_id]
                 if event is None:
                     log.warning("%s sent an event with a bad id or signature; dropped", conn.host)
-                elif message.sub_id == PROFILES_SUB:
-                    if event.pubkey in authors:
+                elif event.kind == KIND_METADATA:
+                    if event.pubkey in group.by_author:
                         self._profiles.learn(event)
-                elif message.sub_id in subs:
-                    await self._on_event(subs[message.sub_id], event, stored.get(message.sub_id))
+                else:
+                    await self._on_event(group, event, stored.get(message.sub_id))
             elif isinstance(message, EndOfStored):
-                batch = stored.pop(message.sub_id, None)
-                if batch:
-                    await self._deliver(subs[message.sub_id], batch)
+                backlog = stored.pop(message.sub_id, None)
+                if backlog:
+                    await self._deliver_backlog(backlog)
             elif isinstance(message, Closed) and message.sub_id in subs:
                 prefix = machine_prefix(message.message) or "no reason given"
                 raise RelayError(outcome_for(message.message), f"closed a subscription ({prefix})")
@@ -126,18 +204,28 @@ class StreamSession:
                 log.debug("notice from %s: %.200r", conn.host, message.message)
 
     async def _on_event(
-        self, target: Target, event: Event, backlog: list[tuple[Event, Post]] | None
+        self, group: Group, event: Event, backlog: list[tuple[Target, Event]] | None
     ) -> None:
-        """Keep a verified event if it matches; deliver it now, or after EOSE."""
-        if not matches(target, event) or self._seen(target, event):
-            return
-        post = self._builder.build(event)
-        if post is None:
-            return
-        if backlog is not None:
-            backlog.append((event, post))
-        else:
-            await self._deliver(target, [(event, post)])
+        """Route a verified note to its targets; deliver it now, or after EOSE."""
+        for target in group.route(event):
+            if self._seen(target, event):
+                continue
+            if backlog is not None:
+                backlog.append((target, event))
+                continue
+            post = self._builder.build(event)
+            if post is not None:
+                await self._deliver(target, [(event, post)])
+
+    async def _deliver_backlog(self, backlog: list[tuple[Target, Event]]) -> None:
+        """Stored notes, built only now so profiles sent alongside them are known."""
+        per_target: dict[str, tuple[Target, list[tuple[Event, Post]]]] = {}
+        for target, event in backlog:
+            post = self._builder.build(event)
+            if post is not None:
+                per_target.setdefault(target.resource_key, (target, []))[1].append((event, post))
+        for target, items in per_target.values():
+            await self._deliver(target, items)
 
     def _key(self, target: Target, event: Event) -> str:
         return f"{target.resource_key}|{event.id}"

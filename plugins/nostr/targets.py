@@ -8,6 +8,7 @@ anything: an event only reaches a channel if it really matches the target.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.errors import UserError
@@ -16,6 +17,8 @@ from plugins.nostr.events import KIND_NOTE, KIND_REPOST, Event
 from plugins.nostr.keys import InvalidKey, parse_pubkey, short_npub
 
 NOTE_KINDS = (KIND_NOTE, KIND_REPOST)
+# Relays clamp `limit` to their own maximum anyway (commonly 500–5,000).
+MAX_FILTER_LIMIT = 5000
 _HASHTAG = re.compile(r"^#([\w-]{1,100})$")
 _ECHO_LIMIT = 80
 
@@ -66,9 +69,44 @@ def note_filter(target: Target, *, since: int | None, limit: int) -> dict[str, A
     return query
 
 
-def metadata_filter(pubkeys: list[str]) -> dict[str, Any]:
+def merged_note_filters(
+    targets: Sequence[Target], floors: Mapping[str, int | None], *, limit: int
+) -> list[dict[str, Any]]:
+    """One `authors` or `#t` filter for many targets of one kind, instead of one REQ each.
+
+    `floors` maps a target's resource key to its own `since` (None: no cursor yet).
+    Targets with a floor share one filter from the lowest of them (the caller drops
+    what is older than each target's own floor); those without one get a filter
+    with no `since`, as a lone subscription would. Every filter gets the same
+    `limit`: some relays (nostr-relay among them) apply one filter's limit to the
+    whole REQ.
+    """
+    dated = [t for t in targets if floors.get(t.resource_key) is not None]
+    undated = [t for t in targets if floors.get(t.resource_key) is None]
+    filters: list[dict[str, Any]] = []
+    for part in (dated, undated):
+        if not part:
+            continue
+        tags = sorted({hashtag(t) for t in part if hashtag(t)})
+        authors = sorted({t.key for t in part if not hashtag(t)})
+        since = min((floors[t.resource_key] or 0) for t in part) if part is dated else None
+        for field, values in (("#t", tags), ("authors", authors)):
+            if values:
+                query: dict[str, Any] = {"kinds": list(NOTE_KINDS), field: values, "limit": limit}
+                if since is not None:
+                    query["since"] = max(0, since)
+                filters.append(query)
+    return filters
+
+
+def merged_limit(fetch_limit: int, targets: int) -> int:
+    """The `limit` of a REQ for many targets: `fetch_limit` each, within what relays allow."""
+    return min(fetch_limit * max(1, targets), MAX_FILTER_LIMIT)
+
+
+def metadata_filter(pubkeys: list[str], *, limit: int | None = None) -> dict[str, Any]:
     """Kind 0 profiles, for display names (replaceable: one per author)."""
-    return {"kinds": [0], "authors": pubkeys, "limit": len(pubkeys)}
+    return {"kinds": [0], "authors": pubkeys, "limit": max(limit or 0, len(pubkeys))}
 
 
 def matches(target: Target, event: Event) -> bool:
