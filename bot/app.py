@@ -26,7 +26,7 @@ from bot.filters import CompiledFilters
 from bot.health import HealthBook
 from bot.metrics import Metrics
 from bot.model import ChannelRef, Filters, Post, Subscription, Target
-from bot.outage import HostState, OutageRules, OutageWatch, duration, parse_quiet_hours
+from bot.outage import HostState, OutageRules, OutageWatch, parse_quiet_hours
 from bot.plugins import CHAT_GROUP, NETWORK_GROUP, discover, load_factory
 from bot.postback import PostBack, PostPolicy
 from bot.protocols import Chat, Invocation, Network, PluginContext, Source, StreamingSource
@@ -38,6 +38,7 @@ from bot.store import Store, open_store
 from bot.store.base import NewOutboxRow, OutboxItem, StoredResource
 from bot.store.sqlite import DuplicateSubscription
 from bot.supervise import Supervisor
+from bot.timefmt import duration, hhmm
 from bot.web import StatusServer
 
 log = logging.getLogger(__name__)
@@ -505,7 +506,7 @@ class App:
             state = (
                 "up" if not unwell else ", ".join(f"{t.host} {t.state.value}" for t in unwell[:5])
             )
-            ok_text = f", last success {_hhmm(last_ok)}" if last_ok else ""
+            ok_text = f", last success {hhmm(last_ok)}" if last_ok else ""
             count = f"{len(hosts)} host{'s' if len(hosts) != 1 else ''}"
             lines.append(f"{name}: {state} — {count}{ok_text}")
             lines += self._extra_status(name)
@@ -513,7 +514,7 @@ class App:
                 lines += [f"  {line}" for line in self.status_pages.status_lines(name)]
             for h in [h for h in hosts if h.consecutive_failures][:10]:
                 outage = self.outages.open.get((name, h.host))
-                since = _hhmm(outage.started_at) if outage else _hhmm(h.last_failure_at or 0)
+                since = hhmm(outage.started_at) if outage else hhmm(h.last_failure_at or 0)
                 lines.append(
                     f"  {h.host}: {h.consecutive_failures} failures in a row since {since} "
                     f"(last: {h.last_outcome.value}"
@@ -536,7 +537,7 @@ class App:
         if history:
             lines.append("Recent outages:")
             for past in history:
-                start = _hhmm(past.started_at)
+                start = hhmm(past.started_at)
                 if past.ended_at is None:
                     lines.append(f"  {past.host} ({past.network}): down since {start}, ongoing")
                 else:
@@ -637,7 +638,3 @@ class App:
         while True:
             path.touch()
             await asyncio.sleep(self.settings.heartbeat_s)
-
-
-def _hhmm(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M UTC")

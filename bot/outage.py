@@ -17,13 +17,14 @@ import logging
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 
 from bot.clock import Clock
 from bot.errors import Outcome
 from bot.model import ChannelRef, RichMessage
 from bot.protocols import Chat
 from bot.store.base import Store
+from bot.timefmt import duration, hhmm
 
 log = logging.getLogger(__name__)
 
@@ -136,18 +137,6 @@ class OpenOutage:
 Affected = Callable[[str, str], Mapping[int, tuple[ChannelRef, int]]]
 Admitted = Callable[[str, str], int]
 Official = Callable[[str], str | None]  # a network's status page, in its own words
-
-
-def duration(seconds: float) -> str:
-    minutes = max(1, round(seconds / 60))
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, rest = divmod(minutes, 60)
-    return f"{hours} h {rest} min" if rest else f"{hours} h"
-
-
-def hhmm(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M UTC")
 
 
 def _verb(outcome: Outcome) -> str:

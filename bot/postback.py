@@ -15,7 +15,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from bot.clock import Clock
 from bot.crashpoints import crashpoint
@@ -24,6 +23,7 @@ from bot.model import ChannelRef, RichMessage
 from bot.protocols import Chat, Draft, Invocation, Network, Preparer, Reply
 from bot.render import defuse
 from bot.store.base import Postback, Store
+from bot.timefmt import hhmm
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,6 @@ class PostPolicy:
     def needs_approval(self, channel: ChannelRef, user: str) -> bool:
         wanted = "*" in self.approval or self.channel_key(channel) in self.approval
         return wanted and user not in self.direct_posters and user not in self.approvers
-
-
-def _hhmm(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M UTC")
 
 
 def parse_post(args: str) -> tuple[list[str], Draft]:
@@ -106,6 +102,7 @@ class PostBack:
         self.policy = policy
         self._is_down = is_down
         self._wake = asyncio.Event()
+        self._locks: dict[int, asyncio.Lock] = {}
 
     # --- commands -------------------------------------------------------------------
 
@@ -212,10 +209,10 @@ class PostBack:
         if decided is None:
             current = await self._store.get_postback(postback.id)
             assert current is not None
-            when = _hhmm(current.decided_at) if current.decided_at else "earlier"
+            when = hhmm(current.decided_at) if current.decided_at else "earlier"
             raise UserError(f"request #{postback.id} was already {current.state} by "
                             f"{current.decided_by or 'someone'} at {when}")  # fmt: skip
-        stamp = f"{'Approved' if approve else 'Rejected'} by {defuse(inv.user)} at " + _hhmm(
+        stamp = f"{'Approved' if approve else 'Rejected'} by {defuse(inv.user)} at " + hhmm(
             decided.decided_at or time.time()
         )
         await self._mark_request(decided, stamp)
@@ -274,8 +271,17 @@ class PostBack:
 
     # --- sending --------------------------------------------------------------------
 
+    def _lock(self, postback_id: int) -> asyncio.Lock:
+        """One sender per post at a time: `/post` and the retry loop never race."""
+        return self._locks.setdefault(postback_id, asyncio.Lock())
+
     async def send(self, postback: Postback) -> list[str]:
         """Publish every pending target now (or hold it); one result line per network."""
+        async with self._lock(postback.id):
+            fresh = await self._store.get_postback(postback.id)
+            return await self._send(fresh or postback)
+
+    async def _send(self, postback: Postback) -> list[str]:
         lines = []
         networks = [t.network for t in postback.targets]
         for target in postback.targets:
@@ -337,12 +343,19 @@ class PostBack:
     async def run(self) -> None:
         """Send what waits: held for an outage, retried after an error, or left by a crash."""
         while True:
-            for postback in await self._store.postbacks_to_send():
-                now = time.time()
-                due = [t for t in postback.targets if t.state == "pending" and t.not_before <= now]
-                if not due:
-                    continue
-                lines = [await self._publish(postback, t.network, t.attempts) for t in due]
+            for waiting in await self._store.postbacks_to_send():
+                lock = self._lock(waiting.id)
+                if lock.locked():
+                    continue  # /post or /approve is sending it right now
+                async with lock:
+                    postback = await self._store.get_postback(waiting.id) or waiting
+                    now = time.time()
+                    due = [
+                        t for t in postback.targets if t.state == "pending" and t.not_before <= now
+                    ]
+                    if not due:
+                        continue
+                    lines = [await self._publish(postback, t.network, t.attempts) for t in due]
                 await self._tell(postback, f"Post #{postback.id}, sent late: " + "; ".join(lines))
             self._wake.clear()
             try:

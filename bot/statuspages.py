@@ -32,6 +32,7 @@ from bot.clock import Clock
 from bot.errors import Outcome
 from bot.protocols import HealthRecorder
 from bot.render import cap, defuse
+from bot.timefmt import hhmm
 
 log = logging.getLogger(__name__)
 
@@ -206,10 +207,6 @@ def _latest_first(items: list[tuple[datetime | None, str]]) -> str:
     return items[0][1] if items else ""
 
 
-def _hhmm(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M UTC")
-
-
 class StatusPages:
     """Polls the configured status pages; `latest(network)` is what each said last."""
 
@@ -261,7 +258,7 @@ class StatusPages:
         if page is None or page.failing_since is None:
             return None
         state = "unreachable" if page.outcome in _UNREACHABLE else "failing"
-        return f"{page.host} {state} since {_hhmm(page.failing_since)}: {page.error}"
+        return f"{page.host} {state} since {hhmm(page.failing_since)}: {page.error}"
 
     def quote(self, network: str) -> str | None:
         """The status page's own word, for an outage announcement."""

@@ -28,9 +28,10 @@ from bot.clock import Clock
 from bot.config import ConfigError
 from bot.health import HealthBook
 from bot.metrics import CONTENT_TYPE, Metrics
-from bot.outage import HostState, HostTracker, OutageWatch, duration
+from bot.outage import HostState, HostTracker, OutageWatch
 from bot.statuspages import StatusPages, StatusReport
 from bot.store.base import HealthMinute, Store, StoredOutage
+from bot.timefmt import duration
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,6 @@ import asyncio
 import ssl
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from http import HTTPStatus
 from types import TracebackType
 
 import aiohttp
@@ -25,6 +22,7 @@ from aiohttp.http_exceptions import ContentEncodingError
 from yarl import URL
 
 from bot.errors import Outcome, UpstreamError, UserError
+from bot.httputil import parse_retry_after, reason_phrase
 from bot.netguard import (
     AddressPolicy,
     BlockedAddressError,
@@ -40,7 +38,6 @@ ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, "
     "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.5"
 )
-MAX_RETRY_AFTER_S = 7 * 24 * 3600.0
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PERMANENT = frozenset({301, 308})
@@ -65,33 +62,6 @@ class FetchResponse:
     last_modified: str | None
     not_modified: bool
     permanent_redirect: bool = False
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        if len(value) > 9:
-            return MAX_RETRY_AFTER_S
-        return min(float(value), MAX_RETRY_AFTER_S)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    delta = (when - (now or datetime.now(UTC))).total_seconds()
-    return max(0.0, min(delta, MAX_RETRY_AFTER_S))
-
-
-def _phrase(status: int) -> str:
-    """The standard reason phrase; the server's own text never reaches chat."""
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
 
 
 def _host_of(url: str) -> str:
@@ -322,7 +292,7 @@ class FeedFetcher:
             raise self._fail(host, Outcome.HTTP_4XX, message, started, status)
         location = resp.headers.get(hdrs.LOCATION)
         if not location:
-            message = f"{host} answered {status} {_phrase(status)} without saying where to"
+            message = f"{host} answered {status} {reason_phrase(status)} without saying where to"
             raise self._fail(host, Outcome.HTTP_4XX, message, started, status)
         try:
             joined = resp.url.join(URL(location))
@@ -363,7 +333,7 @@ class FeedFetcher:
         self, resp: aiohttp.ClientResponse, host: str, started: float
     ) -> UpstreamError:
         status = resp.status
-        message = f"{host} answered {status} {_phrase(status)}".rstrip()
+        message = f"{host} answered {status} {reason_phrase(status)}".rstrip()
         retry_after: float | None = None
         if status == 429:
             outcome = Outcome.RATE_LIMITED

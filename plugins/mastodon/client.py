@@ -15,7 +15,6 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any
 
 import httpx
@@ -23,6 +22,7 @@ import httpx
 from bot.clock import Clock
 from bot.errors import Outcome, UpstreamError
 from bot.html import plain_text
+from bot.httputil import reason_phrase
 from bot.netguard import BlockedAddressError
 from bot.protocols import HealthRecorder
 from plugins.mastodon.guard import GuardedTransport
@@ -56,13 +56,6 @@ class ApiResponse:
     status: int
     headers: httpx.Headers
     data: Any
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
 
 
 def _server_error_text(body: bytes) -> str:
@@ -252,7 +245,7 @@ class InstanceClient:
         self, status: int, body: bytes, started: float, retry_after: float | None
     ) -> ApiError:
         error = _server_error_text(body)
-        message = f"{self.domain} answered {status} {_phrase(status)}".rstrip()
+        message = f"{self.domain} answered {status} {reason_phrase(status)}".rstrip()
         if status == 429:
             outcome = Outcome.RATE_LIMITED
             if retry_after is not None:

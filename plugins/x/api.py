@@ -15,9 +15,8 @@ import ssl
 import time
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from enum import Enum
-from http import HTTPStatus
 from typing import Any
 
 import httpx
@@ -25,8 +24,10 @@ from authlib.oauth1 import ClientAuth  # type: ignore[import-untyped]
 
 from bot.clock import Clock
 from bot.errors import Outcome, UpstreamError
+from bot.httputil import reason_phrase
 from bot.protocols import HealthRecorder
 from bot.render import cap, defuse
+from bot.timefmt import hhmm
 from plugins.x.config import XSettings
 from plugins.x.ratelimit import RateLimits
 from plugins.x.usage import CapReached, ReadBudget, next_midnight_text
@@ -98,17 +99,6 @@ def problem_detail(body: Mapping[str, Any]) -> str:
 def _clean(text: str) -> str:
     """Upstream text for a chat line: one line, capped, mentions defused."""
     return defuse(cap(_PRINTABLE.sub(" ", text).strip(), DETAIL_LIMIT))
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
-
-
-def _hhmm(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M UTC")
 
 
 class XApi:
@@ -247,7 +237,7 @@ class XApi:
         if wait > 0:
             raise UpstreamError(
                 Outcome.RATE_LIMITED,
-                f"X's rate limit for {endpoint} is used up until {_hhmm(self.now() + wait)}",
+                f"X's rate limit for {endpoint} is used up until {hhmm(self.now() + wait)}",
                 retry_after_s=wait,
             )
         return bucket
@@ -273,11 +263,11 @@ class XApi:
         self, status: int, body: Mapping[str, Any], started: float, retry_after: float | None
     ) -> UpstreamError:
         detail = problem_detail(body)
-        message = f"{self.host} answered {status} {_phrase(status)}".rstrip()
+        message = f"{self.host} answered {status} {reason_phrase(status)}".rstrip()
         if status == 429:
             outcome = Outcome.RATE_LIMITED
             wait = retry_after or 0.0
-            message += f"; waiting until {_hhmm(self.now() + wait)} before asking again"
+            message += f"; waiting until {hhmm(self.now() + wait)} before asking again"
         elif status == 403 and "duplicate content" in detail:
             # X refusing a repeated text is about this post, not about the credentials.
             outcome = Outcome.HTTP_4XX
