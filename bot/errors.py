@@ -7,6 +7,7 @@ outcome for the health record, so the outage work can tell a timeout from a 503.
 from __future__ import annotations
 
 import enum
+from collections.abc import Collection
 
 
 class Outcome(enum.StrEnum):
@@ -26,6 +27,23 @@ class Outcome(enum.StrEnum):
     TOO_LARGE = "too_large"
     BLOCKED = "blocked"
     STREAM_DROPPED = "stream_dropped"
+
+    @classmethod
+    def for_status(cls, status: int, *, auth: Collection[int] = (401, 403)) -> Outcome:
+        """How an HTTP answer counts in the health record, the same for every plugin.
+
+        `auth` lets a platform say which statuses mean "credentials refused" (Discord's
+        403 is one channel's permissions, not the token).
+        """
+        if status == 304:
+            return cls.NOT_MODIFIED
+        if status < 400:
+            return cls.OK
+        if status == 429:
+            return cls.RATE_LIMITED
+        if status in auth:
+            return cls.AUTH
+        return cls.HTTP_5XX if status >= 500 else cls.HTTP_4XX
 
     @property
     def is_failure(self) -> bool:
@@ -70,11 +88,14 @@ class UpstreamError(Exception):
         *,
         status: int | None = None,
         retry_after_s: float | None = None,
+        error: str = "",
     ) -> None:
         super().__init__(message)
         self.outcome = outcome
         self.status = status
         self.retry_after_s = retry_after_s
+        # The server's own error name or text (`ExpiredToken`, …): untrusted, for logic.
+        self.error = error
 
 
 class ChatError(Exception):

@@ -124,10 +124,17 @@ class SqliteStore:
 
     # --- channels and subscriptions -------------------------------------------------
 
-    async def _ensure_channel(self, db: aiosqlite.Connection, channel: ChannelRef) -> int:
+    def _known_channel(self, channel: ChannelRef) -> int | None:
+        """The row id of a channel seen before (every channel is cached), or None."""
         for cid, ref in (*self._channels.items(), *self._new_channels.items()):
             if ref.platform == channel.platform and ref.native_id == channel.native_id:
                 return cid
+        return None
+
+    async def _ensure_channel(self, db: aiosqlite.Connection, channel: ChannelRef) -> int:
+        known = self._known_channel(channel)
+        if known is not None:
+            return known
         async with db.execute(
             "INSERT INTO channels (platform, native_id, name) VALUES (?, ?, ?) "
             "ON CONFLICT (platform, native_id) DO UPDATE SET name = excluded.name RETURNING id",
@@ -249,7 +256,9 @@ class SqliteStore:
 
     async def remove_subscription(self, channel: ChannelRef, sub_id: int) -> Subscription | None:
         async with self._transaction() as db:
-            channel_id = await self._ensure_channel(db, channel)
+            channel_id = self._known_channel(channel)
+            if channel_id is None:
+                return None
             async with db.execute(
                 self._SUB_SELECT + "WHERE s.id = ? AND s.channel_id = ?", (sub_id, channel_id)
             ) as cur:
@@ -279,7 +288,10 @@ class SqliteStore:
         if channel is None:
             query = self._SUB_SELECT + "ORDER BY s.id"
         else:
-            channel_id = await self.ensure_channel(channel)
+            # Reading must not write: an unknown channel simply has no subscriptions.
+            channel_id = self._known_channel(channel)
+            if channel_id is None:
+                return []
             query, params = self._SUB_SELECT + "WHERE s.channel_id = ? ORDER BY s.id", (channel_id,)
         async with self.db.execute(query, params) as cur:
             return [self._sub_from_row(row) for row in await cur.fetchall()]
@@ -315,7 +327,9 @@ class SqliteStore:
 
     async def resume_subscription(self, channel: ChannelRef, sub_id: int) -> Subscription | None:
         async with self._transaction() as db:
-            channel_id = await self._ensure_channel(db, channel)
+            channel_id = self._known_channel(channel)
+            if channel_id is None:
+                return None
             async with db.execute(
                 "UPDATE subscriptions SET paused_reason = '' WHERE id = ? AND channel_id = ? "
                 "RETURNING id",
@@ -541,7 +555,9 @@ class SqliteStore:
 
     async def delivery_for(self, channel: ChannelRef, post_uid: str) -> str | None:
         """The chat message that carried `post_uid` in `channel`, if it was delivered."""
-        channel_id = await self.ensure_channel(channel)
+        channel_id = self._known_channel(channel)
+        if channel_id is None:
+            return None
         async with self.db.execute(
             "SELECT message_ref FROM deliveries WHERE channel_id = ? AND post_uid = ?",
             (channel_id, post_uid),
@@ -791,7 +807,9 @@ class SqliteStore:
         )
 
     async def last_postback(self, channel: ChannelRef, author: str) -> Postback | None:
-        channel_id = await self.ensure_channel(channel)
+        channel_id = self._known_channel(channel)
+        if channel_id is None:
+            return None
         found = await self._postbacks(
             "WHERE channel_id = ? AND author = ? AND state = 'approved' ORDER BY id DESC LIMIT 1",
             (channel_id, author),

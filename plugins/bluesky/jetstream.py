@@ -245,11 +245,11 @@ def _options_update(dids: list[str]) -> str:
 def _connect_failure(err: BaseException, host: str) -> tuple[Outcome, int | None, str]:
     if isinstance(err, InvalidStatus):
         status = err.response.status_code
-        if status == 429:
-            return Outcome.RATE_LIMITED, status, f"{host} is rate limiting (429)"
-        if status in (401, 403):
-            return Outcome.AUTH, status, f"{host} refused the connection ({status})"
-        outcome = Outcome.HTTP_5XX if status >= 500 else Outcome.HTTP_4XX
+        outcome = Outcome.for_status(status)
+        if outcome is Outcome.RATE_LIMITED:
+            return outcome, status, f"{host} is rate limiting (429)"
+        if outcome is Outcome.AUTH:
+            return outcome, status, f"{host} refused the connection ({status})"
         return outcome, status, f"{host} answered {status} instead of a websocket"
     if isinstance(err, TimeoutError):
         return Outcome.TIMEOUT, None, f"{host} did not answer in time"

@@ -39,18 +39,6 @@ class XrpcFailure(msgspec.Struct):
 class XrpcError(UpstreamError):
     """An `UpstreamError` that also keeps the XRPC error name (`ExpiredToken`, …)."""
 
-    def __init__(
-        self,
-        outcome: Outcome,
-        message: str,
-        *,
-        status: int | None = None,
-        retry_after_s: float | None = None,
-        error: str = "",
-    ) -> None:
-        super().__init__(outcome, message, status=status, retry_after_s=retry_after_s)
-        self.error = error
-
 
 def host_of(base_url: str) -> str:
     parts = urlsplit(base_url)
@@ -69,13 +57,11 @@ def retry_after(headers: httpx.Headers, now: float) -> float | None:
 
 
 def classify(status: int, error: str) -> Outcome:
-    if status == 429 or error == "RateLimitExceeded":
+    if error == "RateLimitExceeded":
         return Outcome.RATE_LIMITED
-    if status == 401 or error in AUTH_ERRORS:
+    if error in AUTH_ERRORS:
         return Outcome.AUTH
-    if status >= 500:
-        return Outcome.HTTP_5XX
-    return Outcome.HTTP_4XX
+    return Outcome.for_status(status, auth=(401,))
 
 
 class Xrpc:

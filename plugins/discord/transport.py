@@ -180,13 +180,8 @@ def rebased(adapter: RebasedWebhookAdapter) -> Iterator[None]:
 
 
 def outcome_of_status(status: int) -> Outcome:
-    if status < 400:
-        return Outcome.OK
-    if status == 429:
-        return Outcome.RATE_LIMITED
-    if status == 401:
-        return Outcome.AUTH  # a 403 is about one channel's permissions, not the service
-    return Outcome.HTTP_5XX if status >= 500 else Outcome.HTTP_4XX
+    # A 403 is about one channel's permissions, not the service.
+    return Outcome.for_status(status, auth=(401,))
 
 
 def outcome_of_error(exc: BaseException) -> Outcome:

@@ -334,18 +334,10 @@ class FeedFetcher:
     ) -> UpstreamError:
         status = resp.status
         message = f"{host} answered {status} {reason_phrase(status)}".rstrip()
+        outcome = Outcome.for_status(status, auth=_AUTH)
         retry_after: float | None = None
-        if status == 429:
-            outcome = Outcome.RATE_LIMITED
+        if status in (429, 503):
             retry_after = parse_retry_after(resp.headers.get(hdrs.RETRY_AFTER))
-        elif status in _AUTH:
-            outcome = Outcome.AUTH
-        elif status >= 500:
-            outcome = Outcome.HTTP_5XX
-            if status == 503:
-                retry_after = parse_retry_after(resp.headers.get(hdrs.RETRY_AFTER))
-        else:
-            outcome = Outcome.HTTP_4XX
         if retry_after is not None:
             message = f"{message} (retry after {retry_after:.0f} s)"
         return self._fail(host, outcome, message, started, status, retry_after)

@@ -38,18 +38,6 @@ _AUTH = frozenset({401, 403})
 class ApiError(UpstreamError):
     """A failed API call; `error` is the server's own (untrusted, clipped) reason."""
 
-    def __init__(
-        self,
-        outcome: Outcome,
-        message: str,
-        *,
-        status: int | None = None,
-        retry_after_s: float | None = None,
-        error: str = "",
-    ) -> None:
-        super().__init__(outcome, message, status=status, retry_after_s=retry_after_s)
-        self.error = error
-
 
 @dataclass(frozen=True, slots=True)
 class ApiResponse:
@@ -246,17 +234,11 @@ class InstanceClient:
     ) -> ApiError:
         error = _server_error_text(body)
         message = f"{self.domain} answered {status} {reason_phrase(status)}".rstrip()
-        if status == 429:
-            outcome = Outcome.RATE_LIMITED
-            if retry_after is not None:
-                message += f" (rate limited; retry in {retry_after:.0f} s)"
-        elif status in _AUTH:
-            outcome = Outcome.AUTH
+        outcome = Outcome.for_status(status, auth=_AUTH)
+        if outcome is Outcome.RATE_LIMITED and retry_after is not None:
+            message += f" (rate limited; retry in {retry_after:.0f} s)"
+        elif outcome is Outcome.AUTH:
             message += " (it wants a valid access token with the right scopes)"
-        elif status >= 500:
-            outcome = Outcome.HTTP_5XX
-        else:
-            outcome = Outcome.HTTP_4XX
         return self._fail(outcome, message, started, status, retry_after, error=error)
 
     def _fail(

@@ -430,13 +430,12 @@ def _classify(exc: BaseException, host: str, *, connected: bool) -> tuple[Outcom
         )
     if isinstance(exc, websockets.InvalidStatus):
         status = exc.response.status_code
-        if status in (401, 403):
-            return Outcome.AUTH, f"{host} refused the stream ({status}): check the token", status
-        if status == 429:
-            return Outcome.RATE_LIMITED, f"{host} rate limited the stream", status
-        if status >= 500:
-            return Outcome.HTTP_5XX, f"{host} answered {status} to the stream", status
-        return Outcome.HTTP_4XX, f"{host} answered {status} to the stream", status
+        outcome = Outcome.for_status(status)
+        if outcome is Outcome.AUTH:
+            return outcome, f"{host} refused the stream ({status}): check the token", status
+        if outcome is Outcome.RATE_LIMITED:
+            return outcome, f"{host} rate limited the stream", status
+        return outcome, f"{host} answered {status} to the stream", status
     if isinstance(exc, BlockedAddressError):
         return Outcome.BLOCKED, str(exc), None
     if isinstance(exc, TimeoutError):

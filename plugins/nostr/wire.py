@@ -118,15 +118,9 @@ def classify(exc: BaseException) -> RelayError:
         return RelayError(Outcome.TIMEOUT, "timed out")
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code
-        if status in (401, 403):
-            outcome = Outcome.AUTH
-        elif status == 429:
-            outcome = Outcome.RATE_LIMITED
-        elif status >= 500:
-            outcome = Outcome.HTTP_5XX
-        else:
-            outcome = Outcome.HTTP_4XX
-        return RelayError(outcome, f"refused the websocket with HTTP {status}", status=status)
+        return RelayError(
+            Outcome.for_status(status), f"refused the websocket with HTTP {status}", status=status
+        )
     if isinstance(exc, PayloadTooBig):
         return RelayError(Outcome.TOO_LARGE, "sent a message larger than max_message_bytes")
     if isinstance(exc, ConnectionClosed):

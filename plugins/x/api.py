@@ -264,22 +264,13 @@ class XApi:
     ) -> UpstreamError:
         detail = problem_detail(body)
         message = f"{self.host} answered {status} {reason_phrase(status)}".rstrip()
-        if status == 429:
-            outcome = Outcome.RATE_LIMITED
+        # X refusing a repeated text is about this post, not about the credentials.
+        duplicate = status == 403 and "duplicate content" in detail
+        outcome = Outcome.for_status(status, auth=() if duplicate else (401, 403))
+        if outcome is Outcome.RATE_LIMITED:
             wait = retry_after or 0.0
             message += f"; waiting until {hhmm(self.now() + wait)} before asking again"
-        elif status == 403 and "duplicate content" in detail:
-            # X refusing a repeated text is about this post, not about the credentials.
-            outcome = Outcome.HTTP_4XX
-            retry_after = None
-        elif status in (401, 403):
-            outcome = Outcome.AUTH
-            retry_after = None
-        elif status >= 500:
-            outcome = Outcome.HTTP_5XX
-            retry_after = None
         else:
-            outcome = Outcome.HTTP_4XX
             retry_after = None
         if detail:
             message += f": {detail}"
