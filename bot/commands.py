@@ -139,6 +139,10 @@ class Commands:
     def __init__(self, app: App) -> None:
         self._app = app
 
+    def _confirm(self, text: str) -> Reply:
+        """A subscription change: for the member who asked, or the whole channel if configured."""
+        return Reply(text, ephemeral=not self._app.settings.public_confirmations, changed=True)
+
     def command_names(self) -> list[str]:
         return [
             "follow", "search", "unfollow", "mirror", "resume", "list", "status", "help",
@@ -224,7 +228,7 @@ class Commands:
         )
         if queued:
             text += f" Posting the newest {queued} now."
-        return Reply(text, ephemeral=False)
+        return self._confirm(text)
 
     async def unfollow(self, inv: Invocation) -> Reply:
         arg = inv.args.strip().lstrip("#")
@@ -233,9 +237,7 @@ class Commands:
         sub = await self._app.unsubscribe(inv.channel, int(arg))
         if sub is None:
             raise UserError(f"there is no subscription #{arg} in this channel; /list shows the ids")
-        return Reply(
-            f"Stopped #{sub.id} ({sub.target.display or sub.target.key}).", ephemeral=False
-        )
+        return self._confirm(f"Stopped #{sub.id} ({sub.target.display or sub.target.key}).")
 
     async def mirror(self, inv: Invocation) -> Reply:
         """Link an account on another network that stands in while the primary is down."""
@@ -273,11 +275,10 @@ class Commands:
             )
         except UpstreamError as err:
             raise UserError(f"could not read {query}: {err}. Check it and try again") from None
-        return Reply(
+        return self._confirm(
             f"Linked #{sub.id} ({target.display or target.key} on {network.name}) as a mirror of "
             f"#{primary.id}: while {primary.target.network} is down, posts come from "
-            f"{network.name} here.",
-            ephemeral=False,
+            f"{network.name} here."
         )
 
     async def resume(self, inv: Invocation) -> Reply:
@@ -288,9 +289,7 @@ class Commands:
         if sub is None:
             raise UserError(f"there is no subscription #{arg} in this channel; /list shows the ids")
         await self._app.dispatcher.recover()
-        return Reply(
-            f"Resumed #{sub.id} ({sub.target.display or sub.target.key}).", ephemeral=False
-        )
+        return self._confirm(f"Resumed #{sub.id} ({sub.target.display or sub.target.key}).")
 
     async def accounts(self, inv: Invocation) -> Reply:
         return Reply(self._app.postback.accounts())

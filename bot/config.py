@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     digest_threshold: int = Field(default=20, ge=0)
     digest_max_items: int = Field(default=25, ge=2, le=100)
     allow_private_addresses: bool = Field(default=False)
+    public_confirmations: bool = Field(
+        default=False,
+        description="Show /follow, /unfollow, /mirror and /resume confirmations to the channel.",
+    )
     outage_announce: bool = Field(default=True)
     ops_channels: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["console:console"]

@@ -147,8 +147,12 @@ class Invocation:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
+    """The answer to a command. `changed` marks a successful change to the channel's
+    subscriptions, so a chat can check it is able to post there."""
+
     text: str
     ephemeral: bool = True
+    changed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

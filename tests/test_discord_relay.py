@@ -99,7 +99,7 @@ async def start_bot(
 ) -> AsyncIterator[StartBot]:
     running: list[DiscordBot] = []
 
-    async def start(**discord_options: Any) -> DiscordBot:
+    async def start(public_confirmations: bool = False, **discord_options: Any) -> DiscordBot:
         health = LateHealth()
         chat = create(
             PluginContext(
@@ -122,6 +122,7 @@ async def start_bot(
         settings = load_settings(
             data_dir=tmp_path / "data",
             allow_private_addresses=True,
+            public_confirmations=public_confirmations,
             min_interval_s=0.1,
             jitter=0.0,
             health_flush_s=0.5,
@@ -179,7 +180,7 @@ async def test_follow_is_answered_within_three_seconds_and_posts_follow(
     text, ephemeral = (await log.wait_shown())[0]
     assert text.startswith("Following ")
     assert "as \\#1" in text
-    assert not ephemeral, "the core asks for a public confirmation of a new follow"
+    assert ephemeral, "a new follow is confirmed to the member who asked"
     assert answer["data"]["allowed_mentions"] == {"parse": []}
 
     feed.add_item(title="Fresh @everyone news", content="<p>Hello <b>team</b> @here</p>")
@@ -268,7 +269,7 @@ async def test_list_is_private_and_unfollow_is_public(
     stop = await discord_server.invoke(general, "unfollow", [opt("id", "1")])
     ((text, ephemeral),) = await stop.wait_shown()
     assert text.startswith("Stopped \\#1")
-    assert not ephemeral
+    assert ephemeral
     assert await bot.subscriptions(general) == []
 
 
@@ -290,7 +291,7 @@ async def test_a_slow_follow_is_deferred_in_time_then_answered(
     discord_server: DiscordServer, feed_server: FeedServer, start_bot: StartBot, general: Channel
 ) -> None:
     feed_server.add_feed("slowpoke")
-    await start_bot()
+    await start_bot(public_confirmations=True)
     log = await discord_server.invoke(
         general,
         "follow",

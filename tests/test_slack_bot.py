@@ -103,7 +103,7 @@ async def test_follow_acks_in_time_then_new_items_arrive_as_cards(
     assert command.ack == {"envelope_id": command.envelope_id}
     assert command.ack_after_s < 3.0
     answer = await slack.wait_response(command.response_id)
-    assert answer["response_type"] == "in_channel"
+    assert answer["response_type"] == "ephemeral", "a new follow is confirmed to its member"
     assert "as #1" in answer["text"]
 
     feed.add_item(

@@ -123,7 +123,7 @@ async def _run_command(
     if text.startswith(f"/{name}"):  # the core names the command it ran, Slack-style is longer
         text = f"{prefix} {name}{text[len(name) + 1 :]}"
     await _answer(chat, body, reply_text(text, prefix, commands.command_names()), reply.ephemeral)
-    if name in SUBSCRIBING and not reply.ephemeral and not await chat.is_member(channel_id):
+    if name in SUBSCRIBING and reply.changed and not await chat.is_member(channel_id):
         note = (
             f"Note: Starling is not a member of this channel yet, so it cannot post here. "
             f"Type /invite @{identity.user} first."
