@@ -69,7 +69,8 @@ class TimedSource:
             if self.recording:
                 seen = self.fetched_at
                 for post in result.posts:
-                    seen.setdefault(post.permalink, now)
+                    if post.permalink:  # placeholders for known posts have none
+                        seen.setdefault(post.permalink, now)
         return result
 
 

@@ -13,6 +13,7 @@ import gc
 import logging
 import signal
 import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,9 +26,10 @@ from bot.errors import UserError
 from bot.filters import CompiledFilters
 from bot.health import HealthBook
 from bot.metrics import Metrics
-from bot.model import ChannelRef, Filters, Post, Subscription, Target
+from bot.model import ChannelRef, Filters, Post, Subscription, Target, Tombstone
 from bot.outage import HostState, OutageRules, OutageWatch, parse_quiet_hours
 from bot.plugins import CHAT_GROUP, NETWORK_GROUP, discover, load_factory
+from bot.pluginstate import StateHub
 from bot.postback import PostBack, PostPolicy
 from bot.protocols import Chat, Invocation, Network, PluginContext, Source, StreamingSource
 from bot.relay import Follower, Relay, ResourceState
@@ -72,6 +74,7 @@ class App:
             digest_threshold=settings.digest_threshold,
             digest_max_items=settings.digest_max_items,
             health=health,
+            on_upstream_delete=settings.on_upstream_delete,
         )
         sources: dict[str, Source] = {
             name: net.source for name, net in networks.items() if net.source is not None
@@ -125,6 +128,13 @@ class App:
             official=self.status_pages.quote if self.status_pages else None,
         )
         health.listeners.append(self.outages.observe)
+        health.unit_of = self.outages.unit_of  # polls link follows to a pool, not one member
+        # network → the host (or pool) a streamed follow depends on; asked when counting
+        self._stream_links: dict[str, Callable[[Target], str | None]] = {}
+        for name, net in networks.items():
+            pools = getattr(net.source, "host_pools", None)  # optional: hosts backing each other
+            for unit, members in pools().items() if callable(pools) else ():
+                self.outages.add_pool(name, unit, list(members))
         self.metrics = Metrics(
             scheduler=self.scheduler,
             dispatcher=self.dispatcher,
@@ -168,10 +178,15 @@ class App:
                 fallback=settings.postback_fallback,
                 hold_s=settings.postback_hold_s,
                 check_s=settings.postback_check_s,
+                retry_s=settings.postback_retry_s,
             ),
             is_down=self.network_down,
         )
         self.commands = Commands(self)
+        for chat in chats.values():  # e.g. Slack OAuth keeps its installations in the store
+            attach_store = getattr(chat, "attach_store", None)
+            if callable(attach_store):
+                attach_store(store)
         self.started_at = time.monotonic()
         self._aliases = {
             alias.lower(): name for name, net in networks.items() for alias in (name, *net.aliases)
@@ -203,6 +218,8 @@ class App:
         health = HealthBook(clock)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
 
+        plugin_states = StateHub()  # plugin state; the store is attached once it is open
+
         def context(name: str) -> PluginContext:
             return PluginContext(
                 name=name,
@@ -211,6 +228,7 @@ class App:
                 clock=clock,
                 allow_private_addresses=settings.allow_private_addresses,
                 data_dir=str(settings.data_dir),
+                state=plugin_states.for_plugin(name),
             )
 
         networks: dict[str, Network] = {}
@@ -228,6 +246,7 @@ class App:
         available = discover(CHAT_GROUP)
         if chats is not None:
             store = await open_store(settings.db_path)
+            plugin_states.attach(store)
             return cls(settings, store, networks, chats, clock, health)
         chats = {}
         for name in settings.chats:
@@ -236,6 +255,7 @@ class App:
                 raise ConfigError(f"chat plugin {name!r} is not installed (available: {known})")
             chats[name] = load_factory(available[name])(context(name))
         store = await open_store(settings.db_path)
+        plugin_states.attach(store)
         return cls(settings, store, networks, chats, clock, health)
 
     # --- lookups used by commands ---------------------------------------------------
@@ -408,21 +428,33 @@ class App:
         targets = [s.stored.target for s in states]
         cursors = {s.stored.target.resource_key: s.cursor for s in states}
         stream = source
+        link = getattr(source, "stream_host", None)  # optional: the host serving a stream
+        if callable(link):
+            self._stream_links[network] = link
 
-        async def sink(target: Target, posts: list[Post], cursor: str | None) -> None:
+        async def sink(
+            target: Target,
+            posts: list[Post],
+            cursor: str | None,
+            *,
+            deleted: Sequence[Tombstone] = (),
+        ) -> None:
             state = self.scheduler.by_key.get(target.resource_key)
             if state is not None:
-                await self.relay.ingest(state, posts, cursor)
+                await self.relay.ingest(state, posts, cursor, deleted)
 
         self._streams[network] = self.supervisor.supervise(
             f"stream-{network}", lambda: stream.stream(targets, cursors, sink)
         )
 
     def _on_host(self, network: str, host: str) -> list[ResourceState]:
+        """Resources last polled on `host`, and those streamed from it."""
+        linked = self._stream_links.get(network)
         return [
             state
             for state in self.scheduler.states.values()
-            if state.host == host and state.stored.target.network == network
+            if state.stored.target.network == network
+            and (state.host == host or (linked is not None and linked(state.stored.target) == host))
         ]
 
     def affected_channels(self, network: str, host: str) -> dict[int, tuple[ChannelRef, int]]:
@@ -461,8 +493,8 @@ class App:
                 self._ops.append((await self.store.ensure_channel(channel), channel))
 
     def network_down(self, network: str) -> bool:
-        """A network counts as down while any of its hosts is down."""
-        return any(t.state is HostState.DOWN for t in self.outages.state_of(network))
+        """A network counts as down while any of its hosts (or a whole pool) is down."""
+        return self.outages.is_down(network)
 
     def _admitted_on(self, network: str, host: str) -> int:
         return sum(state.admitted for state in self._on_host(network, host))

@@ -28,7 +28,7 @@ HELP = """Starling commands:
 /unfollow <id> — stop a subscription (ids are in /list)
 /resume <id> — restart a paused subscription once its cause is fixed
 /mirror <id> <network> <account> — while #id's network is down, relay this account instead
-/post [--to a,b] [--reply URL] [--quote URL] [--cw WARNING] <text> — post to the team's accounts
+/post [--to a,b] [--reply URL] [--quote URL] [--cw WARNING] [--thread] <text> — post to the team's accounts
 /approve <n>, /reject <n> — decide on a post request
 /undo — remove your last post (within an hour) from every network
 /accounts — the accounts Starling can post to

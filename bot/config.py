@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     digest_threshold: int = Field(default=20, ge=0)
     digest_max_items: int = Field(default=25, ge=2, le=100)
     allow_private_addresses: bool = Field(default=False)
+    on_upstream_delete: str = Field(
+        default="delete",
+        pattern="^(delete|mark|keep)$",
+        description="A relayed post deleted upstream: delete, mark (edit to a notice) or keep.",
+    )
     public_confirmations: bool = Field(
         default=False,
         description="Show /follow, /unfollow, /mirror and /resume confirmations to the channel.",
@@ -85,6 +90,7 @@ class Settings(BaseSettings):
     postback_fallback: dict[str, str] = Field(default_factory=dict)
     postback_hold_s: float = Field(default=60.0, gt=0.0)
     postback_check_s: float = Field(default=15.0, gt=0.0)
+    postback_retry_s: float = Field(default=30.0, gt=0.0)
     shutdown_grace_s: float = Field(default=20.0, ge=0.0)
     health_flush_s: float = Field(default=15.0, ge=0.5)
     heartbeat_s: float = Field(default=30.0, ge=1.0)

@@ -9,18 +9,20 @@ before the chat request; after a crash, such rows are looked up on the chat
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from bot.clock import Clock
 from bot.crashpoints import crashpoint
 from bot.errors import ChatError, Outcome
-from bot.model import ChannelRef, RichMessage
+from bot.model import ChannelRef, RichMessage, Tombstone
 from bot.protocols import Chat, HealthRecorder
 from bot.render import render_digest
 from bot.store.base import OutboxItem, Store
 from bot.supervise import Supervisor
+from bot.tombstones import Retractor
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ class Dispatcher:
         digest_threshold: int = 0,
         digest_max_items: int = 25,
         health: HealthRecorder | None = None,
+        on_upstream_delete: str = "delete",
     ) -> None:
         self._store = store
         self._chats = chats
@@ -71,6 +74,7 @@ class Dispatcher:
         self._platform_next: dict[str, float] = {}  # next free slot per platform
         self._waiters: dict[int, asyncio.Future[bool]] = {}
         self.delivered = 0
+        self.retractor = Retractor(store, chats, clock, supervisor, mode=on_upstream_delete)
 
     def submit(self, items: list[OutboxItem]) -> list[asyncio.Future[bool]]:
         """Queue rows already durable in the outbox; futures resolve when recorded."""
@@ -130,11 +134,44 @@ class Dispatcher:
                 found.append((item, ref))
             else:
                 resend.append(item)
+        await self.retractor.recover()
         if found:
             await self._store.record_deliveries(found)
             log.info("recovered %d deliveries sent before a crash", len(found))
+            await self.retractor.delivered_late([item.post_uid for item, _ in found])
         self.submit(resend)
         return len(resend)
+
+    async def retract(self, deleted: Sequence[Tombstone]) -> None:
+        """Posts deleted upstream: unsent rows are dropped, sent messages retracted."""
+        uids = {t.uid for t in deleted}
+        if not uids:
+            return
+        # Remembered first: a failed send re-queued from here on checks this set.
+        self.retractor.remember(uids)
+        for lane in self._lanes.values():
+            if any(item.post_uid in uids for item in lane.items):
+                kept = [item for item in lane.items if item.post_uid not in uids]
+                for item in lane.items:
+                    if item.post_uid in uids:
+                        self._settled(item.id, True)  # gone for good: the cursor may move
+                lane.items.clear()
+                lane.items.extend(kept)
+        await self.retractor.retract(sorted(uids), held=set(self._waiters))
+
+    async def _threaded(self, item: OutboxItem, batch_refs: Mapping[str, str]) -> RichMessage:
+        """A reply goes under its parent's message in this channel, when the parent
+        was relayed here (looked up in the deliveries, so it works after a restart)."""
+        message = item.message
+        parent = batch_refs.get(message.reply_to) or await self._store.thread_ref(
+            item.channel_id, message.reply_to
+        )
+        return dataclasses.replace(message, thread_ref=parent) if parent else message
+
+    def _settled(self, item_id: int, ok: bool) -> None:
+        waiter = self._waiters.pop(item_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(ok)
 
     def queued(self) -> int:
         return sum(len(lane.items) for lane in self._lanes.values())
@@ -171,10 +208,15 @@ class Dispatcher:
             await self._store.mark_sending([item.id for item in batch])
             delivered: list[tuple[OutboxItem, str]] = []
             for index, item in enumerate(batch):
+                message = item.message
+                if message.reply_to:
+                    message = await self._threaded(
+                        item, {i.post_uid: r for i, r in delivered} if delivered else {}
+                    )
                 await self._platform_slot(chat)
                 started = self._clock.monotonic()
                 try:
-                    ref = await chat.send(item.channel, item.message, item.key)
+                    ref = await chat.send(item.channel, message, item.key)
                 except ChatError as err:
                     self._record(chat, err.outcome, started, str(err))
                     await self._failed(lane, item, err, batch[index + 1 :])
@@ -222,6 +264,9 @@ class Dispatcher:
             waiter = self._waiters.pop(item.id, None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(True)
+        gone = self.retractor.deleted
+        if gone and (late := [i.post_uid for i, _ in delivered if i.post_uid in gone]):
+            await self.retractor.delivered_late(late)  # deleted upstream while it was sent
 
     async def _send_digest(self, chat: Chat, lane: _Lane) -> None:
         """A burst becomes one message listing its posts, instead of a flood."""
@@ -266,6 +311,11 @@ class Dispatcher:
         delay = err.retry_after_s or min(RETRY_BASE_S * 2**item.attempts, RETRY_MAX_S)
         not_before = self._clock.now().timestamp() + delay
         await self._store.defer(item.id, not_before, str(err))
+        if item.post_uid in self.retractor.deleted:
+            # Deleted upstream while it was being sent: drop it (and its row) for good.
+            self._settled(item.id, True)
+            await self.retractor.retract([item.post_uid], held=set(self._waiters))
+            return
         log.info("delivery to %s deferred %.0f s: %s", item.channel.native_id, delay, err)
         retry = OutboxItem(
             item.id,

@@ -27,6 +27,7 @@ class Outcome(enum.StrEnum):
     TOO_LARGE = "too_large"
     BLOCKED = "blocked"
     STREAM_DROPPED = "stream_dropped"
+    SKIPPED = "skipped"  # not asked: a configured budget is spent; not about the host
 
     @classmethod
     def for_status(cls, status: int, *, auth: Collection[int] = (401, 403)) -> Outcome:

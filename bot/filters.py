@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -30,12 +31,8 @@ class CompiledFilters:
 
     @classmethod
     def of(cls, filters: Filters) -> CompiledFilters:
-        return cls(
-            filters,
-            check_regex(filters.regex) if filters.regex else None,
-            tuple(w.casefold() for w in filters.include),
-            tuple(w.casefold() for w in filters.exclude),
-        )
+        """Equal filters share one compiled instance (most subscriptions have none)."""
+        return _compiled(filters)
 
     def accepts(self, post: Post) -> bool:
         f = self.filters
@@ -55,3 +52,13 @@ class CompiledFilters:
             return True
         # Searched separately so `^` anchors at the start of the text as well as the title.
         return bool(self.regex.search(post.title) or self.regex.search(post.text))
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(filters: Filters) -> CompiledFilters:
+    return CompiledFilters(
+        filters,
+        check_regex(filters.regex) if filters.regex else None,
+        tuple(w.casefold() for w in filters.include),
+        tuple(w.casefold() for w in filters.exclude),
+    )

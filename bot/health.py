@@ -15,7 +15,9 @@ from typing import Protocol
 
 from bot.clock import Clock
 from bot.errors import Outcome
-from bot.store.base import HealthHost, HealthMinute, Store
+from bot.store.base import HealthDay, HealthHost, HealthMinute, Store
+
+MINUTES_PER_DAY = 24 * 60
 
 
 class _HostHolder(Protocol):
@@ -52,6 +54,9 @@ class HealthBook:
         self.hosts: dict[tuple[str, str], HostHealth] = {}
         self._pending: dict[tuple[str, str, int, Outcome], list[float]] = {}
         self._dirty: set[tuple[str, str]] = set()
+        # (network, host) → the unit a poll's resource is linked to: the host itself, or
+        # the pool it belongs to (set by the app from `OutageWatch.unit_of`).
+        self.unit_of: Callable[[str, str], str] = lambda network, host: host
 
     def record(
         self,
@@ -86,8 +91,10 @@ class HealthBook:
             bucket[1] += latency_s
         self._dirty.add(key)
         holder = polling.get()
-        if holder is not None and holder.host != host:
-            holder.host = host
+        if holder is not None:
+            unit = self.unit_of(network, host)
+            if holder.host != unit:
+                holder.host = unit
         for listener in self.listeners:
             listener(network, host, outcome, detail, latency_s)
 
@@ -114,6 +121,13 @@ class HealthBook:
             HealthMinute(net, host, minute, outcome.value, int(v[0]), v[1])
             for (net, host, minute, outcome), v in pending.items()
         ]
+        per_day: dict[tuple[str, int, str], list[float]] = {}
+        for row in minutes:
+            day = per_day.setdefault(
+                (row.network, row.minute // MINUTES_PER_DAY, row.outcome), [0, 0]
+            )
+            day[0] += row.count
+            day[1] += row.latency_sum
         hosts = [
             HealthHost(
                 h.network,
@@ -128,6 +142,12 @@ class HealthBook:
             for h in (self.hosts[k] for k in dirty)
         ]
         await store.save_health(minutes, hosts)
+        await store.save_health_days(
+            [
+                HealthDay(net, day, outcome, int(v[0]), v[1])
+                for (net, day, outcome), v in per_day.items()
+            ]
+        )
 
     def by_network(self) -> dict[str, list[HostHealth]]:
         grouped: dict[str, list[HostHealth]] = defaultdict(list)

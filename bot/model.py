@@ -45,10 +45,28 @@ class Post:
     is_reply: bool = False
     is_repost: bool = False
     is_quote: bool = False
+    reply_to_id: str = ""  # the parent's native id, so a reply can join its parent's thread
 
     @property
     def uid(self) -> str:
         """Identity across routes: the same post seen by a follow and a search has one uid."""
+        return f"{self.network}:{self.native_id}"
+
+    @property
+    def parent_uid(self) -> str:
+        """The parent's uid ("" when this is no reply or the parent is unknown)."""
+        return f"{self.network}:{self.reply_to_id}" if self.reply_to_id else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A post deleted upstream: only its identity, since its content is gone."""
+
+    network: str
+    native_id: str
+
+    @property
+    def uid(self) -> str:
         return f"{self.network}:{self.native_id}"
 
 
@@ -123,6 +141,21 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class Action:
+    """A button under a message: clicking it runs `/command args` as the member who clicked.
+
+    Chats encode `command` and `args` in the button itself, so a click still works after
+    a restart, and the core checks the clicker's permissions like for a typed command.
+    `style` is "", "primary" or "danger".
+    """
+
+    label: str
+    command: str
+    args: str = ""
+    style: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class RichMessage:
     """What every chat plugin renders into its own format (Block Kit, embeds, console lines)."""
 
@@ -136,6 +169,9 @@ class RichMessage:
     footer: str = ""
     network: str = ""
     timestamp: datetime | None = None
+    reply_to: str = ""  # the parent post's uid, when this post answers one
+    thread_ref: str = ""  # the parent's message in this channel; set at send time
+    actions: tuple[Action, ...] = ()  # buttons (approve, reject, delete)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,3 +186,4 @@ class FetchResult:
     cursor: str | None
     not_modified: bool = False
     retry_after_s: float | None = None
+    deleted: tuple[Tombstone, ...] = ()  # posts the source saw deleted upstream

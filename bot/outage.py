@@ -7,6 +7,11 @@ error rate over `down_rate` within the window, is. Only state changes speak: one
 announcement per affected channel when a host goes down, edited in place while it
 lasts and when it resolves. Open outages and their messages are stored, so a
 restart neither repeats nor forgets them.
+
+Some hosts back each other up (a network's several nostr relays, several
+Jetstream hosts): a plugin declares them as a pool, and the pool is the unit
+announced. One member down is the pool degraded, which no follow notices; every
+member down is the pool down, announced to the follows linked to the pool.
 """
 
 from __future__ import annotations
@@ -85,8 +90,8 @@ class HostTracker:
             self.last_ok = now
         before = self.state
         self.state = self._next(now, failed, rules)
-        if self.state is HostState.UP:
-            self.failing_since = None
+        if not failed and self.state in (HostState.UP, HostState.DEGRADED):
+            self.failing_since = None  # the failure streak is over (not merely unconfirmed)
         return self.state if self.state is not before else None
 
     def _next(self, now: float, failed: bool, rules: OutageRules) -> HostState:
@@ -115,6 +120,25 @@ class HostTracker:
         return HostState.UP if self.successes_in_row >= rules.successes_to_up else self.state
 
 
+@dataclass(frozen=True, slots=True)
+class HostPool:
+    """Hosts that serve the same follows, so only all of them down is an outage."""
+
+    network: str
+    name: str  # the unit announced, stored in place of a host: e.g. "all relays"
+    hosts: frozenset[str]
+
+
+def pool_state(states: list[HostState]) -> HostState:
+    """A pool serves while any member does: down only when every member is down."""
+    if all(s is HostState.DOWN for s in states):
+        return HostState.DOWN
+    serving = [s for s in states if s in (HostState.UP, HostState.DEGRADED)]
+    if not serving:
+        return HostState.RECOVERING
+    return HostState.UP if all(s is HostState.UP for s in states) else HostState.DEGRADED
+
+
 @dataclass(slots=True)
 class Notice:
     channel: ChannelRef
@@ -139,12 +163,13 @@ Admitted = Callable[[str, str], int]
 Official = Callable[[str], str | None]  # a network's status page, in its own words
 
 
-def _verb(outcome: Outcome) -> str:
+def _verb(outcome: Outcome, plural: bool = False) -> str:
+    be = "are" if plural else "is"
     if outcome is Outcome.RATE_LIMITED:
-        return "is rate-limiting Starling"
+        return f"{be} rate-limiting Starling"
     if outcome is Outcome.AUTH:
-        return "is rejecting Starling's credentials"
-    return "is not answering"
+        return f"{be} rejecting Starling's credentials"
+    return f"{be} not answering"
 
 
 class OutageWatch:
@@ -180,6 +205,29 @@ class OutageWatch:
         self.open: dict[tuple[str, str], OpenOutage] = {}
         self._changes: asyncio.Queue[tuple[str, str, HostState]] = asyncio.Queue()
         self._busy = asyncio.Lock()  # one change handled at a time, in order
+        self.pools: dict[tuple[str, str], HostPool] = {}  # by (network, pool name)
+        self._member_of: dict[tuple[str, str], HostPool] = {}  # by (network, member host)
+
+    def add_pool(self, network: str, name: str, hosts: list[str]) -> HostPool:
+        """Declare hosts that back each other up; their pool is what gets announced."""
+        pool = HostPool(network, name, frozenset(hosts))
+        self.pools[(network, name)] = pool
+        for host in hosts:
+            self._member_of[(network, host)] = pool
+        return pool
+
+    def unit_of(self, network: str, host: str) -> str:
+        """The host or pool an outcome on `host` counts toward."""
+        pool = self._member_of.get((network, host)) if self._member_of else None
+        return pool.name if pool is not None else host
+
+    def is_down(self, network: str) -> bool:
+        """Down while any unit is: a plain host, or a whole pool (not one pool member)."""
+        return any(
+            t.state is HostState.DOWN
+            for (net, host), t in self.trackers.items()
+            if net == network and (net, host) not in self._member_of
+        )
 
     # --- detection (synchronous: called from the health book on every outcome) ------
 
@@ -197,10 +245,41 @@ class OutageWatch:
                 return  # healthy hosts need no tracker; keeps 100k feeds cheap
             tracker = self.trackers[key] = HostTracker(network, host)
         changed = tracker.observe(self._clock.now().timestamp(), outcome, detail, self.rules)
+        pool = self._member_of.get(key) if self._member_of else None
         if changed is not None:
-            self._changes.put_nowait((network, host, changed))
+            if pool is None:
+                self._changes.put_nowait((network, host, changed))
+            else:
+                self._observe_pool(pool)
         elif tracker.state is HostState.UP and not any(failed for _, failed in tracker.events):
             del self.trackers[key]  # healthy again for a whole window: stop tracking
+
+    def _observe_pool(self, pool: HostPool) -> None:
+        """A member changed state: recompute the pool's, and queue it when it changed."""
+        members = [self.trackers.get((pool.network, host)) for host in sorted(pool.hosts)]
+        state = pool_state([m.state if m else HostState.UP for m in members])
+        key = (pool.network, pool.name)
+        tracker = self.trackers.get(key)
+        if tracker is None:
+            if state is HostState.UP:
+                return
+            tracker = self.trackers[key] = HostTracker(pool.network, pool.name)
+        if state is tracker.state:
+            return
+        failing = [m for m in members if m is not None and m.state is not HostState.UP]
+        if state is HostState.DOWN and failing:
+            latest = max(failing, key=lambda m: m.failing_since or 0.0)
+            tracker.failing_since = tracker.failing_since or latest.failing_since
+            tracker.last_outcome = latest.last_outcome
+            tracker.last_detail = "; ".join(
+                f"{m.host}: {m.last_detail or m.last_outcome.value}" for m in failing[:3]
+            )
+        tracker.state = state
+        if state in (HostState.UP, HostState.DEGRADED):
+            tracker.failing_since = None
+        if state is HostState.UP:
+            del self.trackers[key]
+        self._changes.put_nowait((*key, state))
 
     # --- announcing -----------------------------------------------------------------
 
@@ -213,10 +292,18 @@ class OutageWatch:
                     notice.channel, notice.message_ref, notice.affected
                 )
             self.open[(row.network, row.host)] = outage
-            tracker = HostTracker(row.network, row.host, state=HostState.DOWN)
-            tracker.failing_since = row.started_at
-            tracker.failures_in_row = self.rules.failures_to_down
-            self.trackers[(row.network, row.host)] = tracker
+            pool = self.pools.get((row.network, row.host))
+            for host in sorted(pool.hosts) if pool else [row.host]:
+                tracker = HostTracker(row.network, host, state=HostState.DOWN)
+                tracker.failing_since = row.started_at
+                tracker.failures_in_row = self.rules.failures_to_down
+                tracker.last_detail = row.detail
+                self.trackers[(row.network, host)] = tracker
+            if pool is not None:
+                tracker = HostTracker(row.network, row.host, state=HostState.DOWN)
+                tracker.failing_since = row.started_at
+                tracker.last_detail = row.detail
+                self.trackers[(row.network, row.host)] = tracker
 
     async def run(self) -> None:
         while True:
@@ -250,8 +337,8 @@ class OutageWatch:
         elif state is HostState.RECOVERING and outage is not None:
             outage.recovering = True
             await self._update(outage)
-        elif state is HostState.UP and outage is not None:
-            await self._resolve(outage)
+        elif state in (HostState.UP, HostState.DEGRADED) and outage is not None:
+            await self._resolve(outage)  # DEGRADED: a pool serving again with a member short
 
     async def refresh(self) -> None:
         """Periodic in-place update: duration so far, newly affected channels."""
@@ -261,13 +348,15 @@ class OutageWatch:
     def _text(self, outage: OpenOutage, affected: int, *, resolved_after: float | None = None,
               caught_up: int = 0) -> RichMessage:  # fmt: skip
         label = f"{outage.host} ({outage.network})"
+        plural = (outage.network, outage.host) in self.pools
         tracker = self.trackers.get((outage.network, outage.host))
         follows = f"{affected} follow{'s' if affected != 1 else ''} here affected"
         if outage.network.startswith("chat:"):
             return self._chat_text(outage, affected, resolved_after)
         if resolved_after is not None:
             text = (
-                f"✅ {label} is back: resolved after {duration(resolved_after)}; "
+                f"✅ {label} {'are' if plural else 'is'} back: resolved after "
+                f"{duration(resolved_after)}; "
                 f"{caught_up} post{'s' if caught_up != 1 else ''} caught up."
             )
             return RichMessage(text=text, title=f"Resolved: {label}", footer="Starling")
@@ -276,14 +365,15 @@ class OutageWatch:
         detail = (tracker.last_detail if tracker else "") or outage.detail
         if outage.recovering:
             text = (
-                f"↻ {label} is answering again after {duration(now - outage.started_at)} "
+                f"↻ {label} {'are' if plural else 'is'} answering again after "
+                f"{duration(now - outage.started_at)} "
                 f"({follows}); catching up on missed posts."
             )
         else:
             so_far = now - outage.started_at
             lasting = f" — {duration(so_far)} so far" if so_far >= 60 else ""
             text = (
-                f"⚠️ {label} {_verb(outcome)} since {hhmm(outage.started_at)}{lasting} "
+                f"⚠️ {label} {_verb(outcome, plural)} since {hhmm(outage.started_at)}{lasting} "
                 f"({follows}). Last error: {detail or outcome.value}. "
                 "Posts will be caught up when it is back."
             )

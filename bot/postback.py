@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.clock import Clock
 from bot.crashpoints import crashpoint
 from bot.errors import UpstreamError, UserError
-from bot.model import ChannelRef, RichMessage
+from bot.model import Action, ChannelRef, RichMessage
 from bot.protocols import Chat, Draft, Invocation, Network, Preparer, Reply
 from bot.render import defuse
-from bot.store.base import Postback, Store
+from bot.store.base import Postback, PostTarget, Store
+from bot.threadsplit import split_thread
 from bot.timefmt import hhmm
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 RETRY_BASE_S = 30.0
 RETRY_MAX_S = 1800.0
 UNDO_WINDOW_S = 3600.0
+PREVIEW_HEAD = "Preview, nothing is posted yet:"
+WILL_RETRY = "; will retry"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,7 @@ class PostPolicy:
     max_chars: int = 5000
     hold_s: float = 60.0  # a part held for an outage is tried again after this
     check_s: float = 15.0  # how often waiting parts are looked at
+    retry_s: float = RETRY_BASE_S  # the first wait after a network did not take a part
 
     def channel_key(self, channel: ChannelRef) -> str:
         return f"{channel.platform}:{channel.native_id}"
@@ -56,19 +61,53 @@ class PostPolicy:
 
     def needs_approval(self, channel: ChannelRef, user: str) -> bool:
         wanted = "*" in self.approval or self.channel_key(channel) in self.approval
-        return wanted and user not in self.direct_posters and user not in self.approvers
+        return wanted and not member_of(user, self.direct_posters | self.approvers)
 
 
-def parse_post(args: str) -> tuple[list[str], Draft]:
-    """`[--to a,b] [--reply URL] [--quote URL] [--cw TEXT] text…`; the text is kept as typed."""
+def member_of(user: str, group: frozenset[str]) -> bool:
+    """`user` as a chat names it ("U123", or Discord's "name (id)") is in `group`,
+    which may list the full form or just the id."""
+    if user in group:
+        return True
+    head, _, tail = user.rpartition(" (")
+    return bool(head) and tail.endswith(")") and tail[:-1] in group
+
+
+def same_channel(a: ChannelRef, b: ChannelRef) -> bool:
+    """Names differ between a typed command and a button click; ids do not."""
+    return (a.platform, a.native_id) == (b.platform, b.native_id)
+
+
+def delete_button(postback_id: int) -> Action:
+    return Action("Delete", "undo", str(postback_id), "danger")
+
+
+@dataclass(frozen=True, slots=True)
+class PostRequest:
+    """`/post` as typed: where to, what, and whether a long text may become a thread."""
+
+    targets: list[str]
+    draft: Draft
+    thread: bool = False
+
+
+def parse_post(args: str) -> PostRequest:
+    """`[--to a,b] [--reply URL] [--quote URL] [--cw TEXT] [--thread] text…`; the text is
+    kept as typed."""
     rest = args.strip()
     targets: list[str] = []
     reply_to = quote_of = warning = ""
+    thread = False
     while rest.startswith("--"):
         option, _, rest = rest.partition(" ")
         rest = rest.lstrip()
+        if option == "--thread":
+            thread = True
+            continue
         if option not in ("--to", "--reply", "--quote", "--cw"):
-            raise UserError(f"unknown option {option}; use --to, --reply, --quote or --cw")
+            raise UserError(
+                f"unknown option {option}; use --to, --reply, --quote, --cw or --thread"
+            )
         value, _, rest = rest.partition(" ")
         rest = rest.lstrip()
         if not value:
@@ -81,7 +120,7 @@ def parse_post(args: str) -> tuple[list[str], Draft]:
             quote_of = value
         else:
             warning = value.replace("_", " ")
-    return targets, Draft(rest, reply_to, quote_of, warning)
+    return PostRequest(targets, Draft(rest, reply_to, quote_of, warning), thread)
 
 
 class PostBack:
@@ -103,6 +142,7 @@ class PostBack:
         self._is_down = is_down
         self._wake = asyncio.Event()
         self._locks: dict[int, asyncio.Lock] = {}
+        self._install = ""
 
     # --- commands -------------------------------------------------------------------
 
@@ -127,15 +167,29 @@ class PostBack:
             raise UserError(f"no account is configured for {network}; see /accounts")
         return net.name
 
-    def prepare(self, networks: list[str], draft: Draft) -> list[str]:
-        """One preview line per network; raises `UserError` naming every problem."""
+    def prepare(self, networks: list[str], draft: Draft, thread: bool = False) -> list[str]:
+        """One preview line per network (one per part for a thread); raises `UserError`
+        naming every problem."""
         previews: list[str] = []
         problems: list[str] = []
         for network in networks:
             publisher = self._networks[network].publisher
+            if thread:
+                try:
+                    parts = self.thread_parts(network, draft)
+                except UserError as err:
+                    problems.append(f"{network}: {err}")
+                    continue
+                if len(parts) > 1:
+                    previews.append(f"{network}, as a thread of {len(parts)}:")
+                    previews += [f"  {part}" for part in parts]
+                    continue
             if isinstance(publisher, Preparer):
                 prep = publisher.prepare(draft)
-                problems += [f"{network}: {p}" for p in prep.problems]
+                if prep.problems and not thread:
+                    problems += [f"{network}: {p}" for p in prep.problems]
+                    if self._splittable(network, draft):
+                        problems[-1] += " (add --thread to split it into several posts)"
                 previews.append(f"{network}: {prep.text}")
             else:
                 previews.append(f"{network}: {draft.text}")
@@ -143,11 +197,31 @@ class PostBack:
             raise UserError("; ".join(problems))
         return previews
 
+    def thread_parts(self, network: str, draft: Draft) -> list[str]:
+        """The texts `network` receives for a `--thread` post: one when it fits."""
+        publisher = self._networks[network].publisher
+        if not isinstance(publisher, Preparer):
+            return [draft.text]
+
+        def fits(text: str) -> bool:
+            return not publisher.prepare(replace(draft, text=text)).problems
+
+        return split_thread(draft.text, fits)
+
+    def _splittable(self, network: str, draft: Draft) -> bool:
+        try:
+            return len(self.thread_parts(network, draft)) > 1
+        except UserError:
+            return False
+
     async def post(self, inv: Invocation) -> Reply:
         policy = self.policy
-        if policy.posters and inv.user not in policy.posters:
+        if policy.posters and not member_of(inv.user, policy.posters):
             raise UserError("you are not among the members allowed to post for the team")
-        wanted, draft = parse_post(inv.args)
+        args = inv.args.lstrip()
+        preview_only = args.startswith("--preview ") or args == "--preview"
+        request = parse_post(args.removeprefix("--preview") if preview_only else args)
+        wanted, draft = request.targets, request.draft
         if not draft.text.strip():
             raise UserError("nothing to post; write the text after /post")
         if len(draft.text) > policy.max_chars:
@@ -166,18 +240,24 @@ class PostBack:
                 f"you have posted {recent} times in the last hour (the limit is "
                 f"{policy.rate_per_hour}); try again later"
             )
-        previews = self.prepare(networks, draft)
+        previews = self.prepare(networks, draft, request.thread)
+        if preview_only:  # the composer's first step: what each network would receive
+            return Reply(PREVIEW_HEAD + "\n" + "\n".join(previews))
         if policy.needs_approval(inv.channel, inv.user):
             postback = await self._store.create_postback(
-                inv.channel, inv.user, draft, networks, "awaiting_approval"
+                inv.channel, inv.user, draft, networks, "awaiting_approval", thread=request.thread
             )
             await self._show_request(postback, previews)
             return Reply(f"Asked for approval: request #{postback.id} is waiting for an approver.")
         postback = await self._store.create_postback(
-            inv.channel, inv.user, draft, networks, "approved"
+            inv.channel, inv.user, draft, networks, "approved", thread=request.thread
         )
         lines = await self.send(postback)
-        return Reply(f"Post #{postback.id}: " + "; ".join(lines), ephemeral=False)
+        return Reply(
+            f"Post #{postback.id}: " + "; ".join(lines),
+            ephemeral=False,
+            actions=(delete_button(postback.id),),
+        )
 
     async def _show_request(self, postback: Postback, previews: list[str]) -> None:
         chat = self._chats.get(postback.channel.platform)
@@ -187,6 +267,10 @@ class PostBack:
             title=f"Post request #{postback.id} by {defuse(postback.author)}",
             text="\n".join(defuse(p) for p in previews),
             footer=f"An approver can /approve {postback.id} or /reject {postback.id}.",
+            actions=(
+                Action("Approve", "approve", str(postback.id), "primary"),
+                Action("Reject", "reject", str(postback.id), "danger"),
+            ),
         )
         ref = await chat.send(postback.channel, message, f"starling-request:{postback.id}")
         await self._store.set_request_ref(postback.id, ref)
@@ -197,9 +281,9 @@ class PostBack:
         if not (arg.isascii() and arg.isdigit()):
             raise UserError(f"give the request number, e.g. /{verb} 7")
         postback = await self._store.get_postback(int(arg))
-        if postback is None or postback.channel != inv.channel:
+        if postback is None or not same_channel(postback.channel, inv.channel):
             raise UserError(f"there is no post request #{arg} in this channel")
-        if inv.user not in self.policy.approvers:
+        if not member_of(inv.user, self.policy.approvers):
             raise UserError(f"only approvers can {verb} posts here")
         if approve and postback.author == inv.user and not self.policy.self_approval:
             raise UserError("you cannot approve your own post; ask another approver")
@@ -219,6 +303,9 @@ class PostBack:
         if not approve:
             return Reply(f"Rejected request #{decided.id}; nothing was posted.", ephemeral=False)
         lines = await self.send(decided)
+        await self._mark_request(
+            decided, stamp + "\n" + "; ".join(lines), (delete_button(decided.id),)
+        )
         return Reply(f"Approved #{decided.id}: " + "; ".join(lines), ephemeral=False)
 
     async def approve(self, inv: Invocation) -> Reply:
@@ -227,14 +314,18 @@ class PostBack:
     async def reject(self, inv: Invocation) -> Reply:
         return await self._decide(inv, approve=False)
 
-    async def _mark_request(self, postback: Postback, stamp: str) -> None:
+    async def _mark_request(
+        self, postback: Postback, stamp: str, actions: tuple[Action, ...] = ()
+    ) -> None:
+        """Show the decision on the request message; its buttons go (or become Delete)."""
         chat = self._chats.get(postback.channel.platform)
         if chat is None or not postback.request_ref:
             return
         message = RichMessage(
             title=f"Post request #{postback.id} by {defuse(postback.author)}",
             text=defuse(postback.draft.text),
-            footer=stamp,
+            footer=defuse(stamp),
+            actions=actions,
         )
         try:
             await chat.edit(postback.channel, postback.request_ref, message)
@@ -242,32 +333,73 @@ class PostBack:
             log.warning("could not update request #%d", postback.id, exc_info=True)
 
     async def undo(self, inv: Invocation) -> Reply:
-        last = await self._store.last_postback(inv.channel, inv.user)
+        """`/undo` removes the member's last post; `/undo n` (the Delete button) post #n."""
+        arg = inv.args.strip().lstrip("#")
+        last: Postback | None
+        if arg:
+            last = await self._undoable(inv, arg)
+        else:
+            last = await self._store.last_postback(inv.channel, inv.user)
         if last is None or time.time() - last.created_at > UNDO_WINDOW_S:
             raise UserError("you have no post from the last hour here to undo")
+        # Claimed first: a second click (or a second /undo) finds it taken and deletes nothing.
+        claimed = await self._store.decide_postback(last.id, "undone", inv.user, "approved")
+        if claimed is None:
+            current = await self._store.get_postback(last.id) or last
+            when = hhmm(current.decided_at) if current.decided_at else "earlier"
+            raise UserError(f"post #{last.id} was already removed by "
+                            f"{current.decided_by or 'someone'} at {when}")  # fmt: skip
         removed, problems = [], []
-        for target in last.targets:
-            publisher = (
-                self._networks[target.network].publisher
-                if target.network in self._networks
-                else None
-            )
-            if target.state == "pending":
-                await self._store.update_target(last.id, target.network, state="deleted")
-                removed.append(f"{target.network} (not sent yet)")
-            elif target.state == "sent" and publisher is not None:
-                try:
-                    await publisher.delete(target.native_id)
-                except (UpstreamError, UserError) as err:
-                    problems.append(f"{target.network}: {err}")
-                    continue
-                await self._store.update_target(last.id, target.network, state="deleted")
-                removed.append(target.network)
-        await self._store.decide_postback(last.id, "undone", inv.user, "approved")
-        text = f"Removed post #{last.id} from " + (", ".join(removed) or "nowhere")
+        async with self._lock(last.id):  # a send in progress finishes first
+            fresh = await self._store.get_postback(last.id) or claimed
+            for target in fresh.targets:
+                publisher = (
+                    self._networks[target.network].publisher
+                    if target.network in self._networks
+                    else None
+                )
+                if target.state == "pending":
+                    await self._store.update_target(last.id, target.network, state="deleted")
+                    removed.append(f"{target.network} (not sent yet)")
+                elif target.state in ("sent", "failed") and publisher is not None:
+                    if not (published := _published(target)):
+                        continue
+                    try:
+                        for native_id in reversed(published):  # a thread from its end
+                            await publisher.delete(native_id)
+                    except (UpstreamError, UserError) as err:
+                        problems.append(f"{target.network}: {err}")
+                        continue
+                    await self._store.update_target(last.id, target.network, state="deleted")
+                    removed.append(target.network)
+        where = ", ".join(removed) or "nowhere"
+        text = f"Removed post #{last.id} from {where}"
         if problems:
             text += "; could not remove it from " + "; ".join(problems)
+        when = hhmm(claimed.decided_at or time.time())
+        stamp = f"Removed by {inv.user} at {when} from {where}"
+        await self._mark_request(
+            claimed, stamp + ("; not from " + "; ".join(problems) if problems else "")
+        )
         return Reply(text + ".", ephemeral=False)
+
+    async def _undoable(self, inv: Invocation, arg: str) -> Postback:
+        """Post #arg, if this member may remove it: its author or an approver."""
+        if not (arg.isascii() and arg.isdigit()):
+            raise UserError("give the post number, e.g. /undo 7, or nothing for your last post")
+        postback = await self._store.get_postback(int(arg))
+        if postback is None or not same_channel(postback.channel, inv.channel):
+            raise UserError(f"there is no post #{arg} in this channel")
+        if postback.author != inv.user and not member_of(inv.user, self.policy.approvers):
+            raise UserError(f"only its author or an approver can remove post #{arg}")
+        if postback.state == "undone":
+            when = hhmm(postback.decided_at) if postback.decided_at else "earlier"
+            raise UserError(
+                f"post #{arg} was already removed by {postback.decided_by or 'someone'} at {when}"
+            )
+        if postback.state != "approved":
+            raise UserError(f"post #{arg} was never posted ({postback.state.replace('_', ' ')})")
+        return postback
 
     # --- sending --------------------------------------------------------------------
 
@@ -315,27 +447,60 @@ class PostBack:
     async def _publish(self, postback: Postback, network: str, attempts: int) -> str:
         publisher = self._networks[network].publisher
         assert publisher is not None
-        key = f"starling-post:{postback.id}:{network}"
+        key = f"starling-post:{await self._install_id()}:{postback.id}:{network}"
         await self._store.update_target(postback.id, network, attempts=attempts + 1)
+        target = next((t for t in postback.targets if t.network == network), None)
+        sent = list(target.parts) if target else []
+        url = target.url if target else ""
+        draft = postback.draft
         try:
-            published = await publisher.publish(postback.draft, key)
+            texts = self.thread_parts(network, draft) if postback.thread else [draft.text]
+            # A thread carries on after the last part that went out (after a crash
+            # or an outage); each part has its own idempotency key.
+            for index in range(len(sent), len(texts)):
+                part = Draft(
+                    texts[index],
+                    reply_to=sent[-1] if sent else draft.reply_to,
+                    quote_of="" if sent else draft.quote_of,
+                    content_warning=draft.content_warning,
+                )
+                published = await publisher.publish(part, key if index == 0 else f"{key}:{index}")
+                crashpoint("after_publish")
+                sent.append(published.native_id)
+                url = url or published.url
+                if len(texts) > 1:
+                    await self._store.update_target(
+                        postback.id, network, native_id=sent[0], url=url, parts="\n".join(sent)
+                    )
         except UserError as err:
             await self._store.update_target(postback.id, network, state="failed", error=str(err))
-            return f"{network} refused it: {err}"
+            return f"{network} refused it: {err}" + _so_far(sent, url)
         except UpstreamError as err:
             if err.outcome.is_outage_signal:
-                delay = err.retry_after_s or min(RETRY_BASE_S * 2**attempts, RETRY_MAX_S)
+                delay = err.retry_after_s or min(self.policy.retry_s * 2**attempts, RETRY_MAX_S)
                 await self._store.update_target(
                     postback.id, network, error=str(err), not_before=time.time() + delay
                 )
-                return f"{network} did not take it yet ({err}); will retry"
+                return f"{network} did not take it yet ({err}){WILL_RETRY}"
             await self._store.update_target(postback.id, network, state="failed", error=str(err))
-            return f"{network} failed: {err}"
-        crashpoint("after_publish")
+            return f"{network} failed: {err}" + _so_far(sent, url)
         await self._store.update_target(
-            postback.id, network, state="sent", native_id=published.native_id, url=published.url
+            postback.id, network, state="sent", native_id=sent[0], url=url, parts="\n".join(sent)
         )
-        return f"{network}: {published.url}"
+        return f"{network}: {url}" + (f" (a thread of {len(sent)})" if len(sent) > 1 else "")
+
+    async def _install_id(self) -> str:
+        """A random id of this database, part of every idempotency key: post numbers
+        start again at 1 in a new database (a reset `./data`, a second install on the
+        same account), and Bluesky record keys and Mastodon's Idempotency-Key must not
+        take the new post #1 for an old one."""
+        if not self._install:
+            found = await self._store.plugin_state_get("core", "install_id")
+            if found is None:
+                found = secrets.token_hex(6)
+                await self._store.plugin_state_put("core", "install_id", found)
+            self._install = found
+        return self._install
 
     def wake(self) -> None:
         self._wake.set()
@@ -356,7 +521,12 @@ class PostBack:
                     if not due:
                         continue
                     lines = [await self._publish(postback, t.network, t.attempts) for t in due]
-                await self._tell(postback, f"Post #{postback.id}, sent late: " + "; ".join(lines))
+                # Only news is told: a part that is still not taken stays quiet until it is.
+                settled = [line for line in lines if not line.endswith(WILL_RETRY)]
+                if settled:
+                    await self._tell(
+                        postback, f"Post #{postback.id}, sent late: " + "; ".join(settled)
+                    )
             self._wake.clear()
             try:
                 async with asyncio.timeout(self.policy.check_s):
@@ -373,3 +543,13 @@ class PostBack:
             await chat.send(postback.channel, RichMessage(text=defuse(text)), key)
         except Exception:
             log.warning("could not report post #%d in its channel", postback.id, exc_info=True)
+
+
+def _published(target: PostTarget) -> tuple[str, ...]:
+    """Every post a target put on its network: the parts of a thread, or the one post."""
+    return target.parts or ((target.native_id,) if target.native_id else ())
+
+
+def _so_far(sent: list[str], url: str) -> str:
+    """For a thread that stopped part-way: what is already out."""
+    return f" after {len(sent)} part(s) of the thread went out ({url})" if sent else ""

@@ -7,13 +7,23 @@ A network plugin offers a `Source` (and later a `Publisher`); a chat plugin is a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from bot.clock import Clock
 from bot.errors import Outcome
-from bot.model import ChannelRef, FetchResult, Post, RichMessage, Target, TargetKind
+from bot.model import (
+    Action,
+    ChannelRef,
+    FetchResult,
+    Post,
+    RichMessage,
+    Target,
+    TargetKind,
+    Tombstone,
+)
+from bot.pluginstate import MemoryState, PluginState
 
 
 class HealthRecorder(Protocol):
@@ -41,6 +51,8 @@ class PluginContext:
     clock: Clock
     allow_private_addresses: bool
     data_dir: str
+    # Key-value state in the store, namespaced by plugin; in memory unless the app wires it.
+    state: PluginState = field(default_factory=MemoryState)
 
 
 @runtime_checkable
@@ -56,7 +68,20 @@ class Source(Protocol):
         ...
 
 
-PostSink = Callable[[Target, list[Post], str | None], Awaitable[None]]
+class PostSink(Protocol):
+    """Where a stream hands what it read: new or edited posts under `target`, the cursor
+    after them, and `deleted` (posts removed upstream; they need no target or position,
+    so a call carrying only deletions leaves the cursor where it was)."""
+
+    def __call__(
+        self,
+        target: Target,
+        posts: list[Post],
+        cursor: str | None,
+        /,
+        *,
+        deleted: Sequence[Tombstone] = (),
+    ) -> Awaitable[None]: ...
 
 
 @runtime_checkable
@@ -153,6 +178,7 @@ class Reply:
     text: str
     ephemeral: bool = True
     changed: bool = False
+    actions: tuple[Action, ...] = ()  # buttons under the answer (a Delete after /post)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +224,15 @@ class Chat(Protocol):
     async def find_sent(self, channel: ChannelRef, key: str) -> str | None: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Deleter(Protocol):
+    """Optional beside `Chat`: remove a message Starling sent (its post was deleted
+    upstream). A message that is already gone counts as removed. A reply sent with
+    `RichMessage.thread_ref` goes into that message's thread, or answers it."""
+
+    async def delete(self, channel: ChannelRef, message_ref: str) -> None: ...
 
 
 CommandHandler = Callable[[Invocation], Awaitable[Reply]]

@@ -15,7 +15,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -23,7 +23,8 @@ from bot.crashpoints import crashpoint
 from bot.dispatch import Dispatcher
 from bot.filters import CompiledFilters
 from bot.health import polling
-from bot.model import FetchResult, Post, RichMessage, Subscription
+from bot.known import KnownPosts, is_placeholder, known_posts, pack
+from bot.model import FetchResult, Post, RichMessage, Subscription, Tombstone
 from bot.protocols import Source
 from bot.render import render
 from bot.store.base import NewOutboxRow, Store, StoredResource
@@ -59,11 +60,20 @@ class ResourceState:
     digest: int = 0  # hash of the last fetch's keys: unchanged → no database work
     host: str = ""  # the host its last request went to (for outage announcements)
     admitted: int = 0  # posts queued so far this run (for "N posts caught up")
+    known: bytes = b""  # the last admitted fetch, `bot.known.pack`ed: sources skip rebuilding it
+    # The scheduler's bookkeeping, here rather than in an object of its own (memory).
+    failures: int = 0  # consecutive failed polls (backoff)
+    generation: int = 0  # heap entries of another generation are stale
+    running: bool = False
     advance: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
     def id(self) -> int:
         return self.stored.id
+
+
+class StalePlaceholder(Exception):
+    """A post a source left out as already known is new to the store (see bot/known.py)."""
 
 
 class Relay:
@@ -87,18 +97,44 @@ class Relay:
 
     async def poll(self, state: ResourceState) -> FetchResult:
         """Fetch one resource and queue what is new; raises `UpstreamError` on failure."""
-        target = state.stored.target
-        token = polling.set(state)
-        try:
-            result = await self._sources[target.network].fetch(target, state.cursor)
-        finally:
-            polling.reset(token)
+        result = await self._fetch(state)
+        if result.deleted:
+            await self._dispatcher.retract(result.deleted)
         if not result.not_modified:
-            await self.ingest(state, result.posts, result.cursor)
+            try:
+                await self.ingest(state, result.posts, result.cursor)
+            except StalePlaceholder:
+                state.known = b""  # a placeholder was new after all: fetch everything whole
+                result = await self._fetch(state)
+                if not result.not_modified:
+                    await self.ingest(state, result.posts, result.cursor)
         return result
 
-    async def ingest(self, state: ResourceState, posts: list[Post], cursor: str | None) -> None:
-        """Admit fetched (or streamed) posts and advance the cursor once they are delivered."""
+    async def _fetch(self, state: ResourceState) -> FetchResult:
+        target = state.stored.target
+        token = polling.set(state)
+        known = known_posts.set(KnownPosts(state.known) if state.known else None)
+        try:
+            return await self._sources[target.network].fetch(target, state.cursor)
+        finally:
+            known_posts.reset(known)
+            polling.reset(token)
+
+    async def ingest(
+        self,
+        state: ResourceState,
+        posts: list[Post],
+        cursor: str | None,
+        deleted: Sequence[Tombstone] = (),
+    ) -> None:
+        """Admit fetched (or streamed) posts and advance the cursor once they are delivered.
+
+        `deleted` (posts removed upstream) carry no position: alone, they leave the cursor.
+        """
+        if deleted:
+            await self._dispatcher.retract(deleted)
+            if not posts:
+                return
         by_uid = {post.uid: post for post in posts}
         keys = list(by_uid)
         versions = {
@@ -121,6 +157,8 @@ class Relay:
                 lambda fresh: self._rows(state, by_uid, fresh, prints),
                 {uid: versions.get(uid, NEVER_EDITED) for uid in keys},
             )
+            # A placeholder's version is the stored one (it was admitted with it): skip it.
+            versions = {u: v for u, v in versions.items() if not is_placeholder(by_uid[u])}
             if versions:
                 for uid, refs in await self._store.edited(state.id, versions):
                     message = render(by_uid[uid], text_limit=self._text_limit)
@@ -131,6 +169,8 @@ class Relay:
             if items:
                 crashpoint("after_admit")
         state.digest = digest
+        # Durable now (or already, when the digest matched): the next fetch may skip them.
+        state.known = pack(posts) if state.followers else b""
         futures = self._dispatcher.submit(items) if items else []
         # What was fetched is durable now (seen keys and outbox rows), so the next fetch
         # may start from the new position; the STORED cursor still waits for delivery.
@@ -148,6 +188,8 @@ class Relay:
         new_posts = sorted(
             (by_uid[uid] for uid in fresh), key=lambda p: (p.created_at or _EPOCH, p.native_id)
         )
+        if any(is_placeholder(post) for post in new_posts):
+            raise StalePlaceholder  # admit rolls back; `poll` fetches again without them
         rows = []
         for post in new_posts:
             message: RichMessage | None = None
@@ -155,6 +197,8 @@ class Relay:
                 if not follower.filters.accepts(post):
                     continue
                 sub = follower.subscription
+                if post.edited_at is not None and _older_than(post, sub):
+                    continue  # an edit of a post from before the follow is no news
                 footer = None
                 if sub.mirror_of is not None:
                     footer = self._mirror_footer(sub)
@@ -194,6 +238,16 @@ class Relay:
                 state.stored = StoredResource(state.id, state.stored.target, cursor)
 
         state.advance = self._supervisor.spawn(advance(), name=f"cursor-{state.id}")
+
+
+def _older_than(post: Post, sub: Subscription) -> bool:
+    """Written before `sub` existed: a stream's edit event (Mastodon `status.update`)
+    can bring back a post the channel never saw; a follow starts from now."""
+    return (
+        post.created_at is not None
+        and sub.created_at is not None
+        and post.created_at < sub.created_at
+    )
 
 
 def post_fingerprint(post: Post) -> str:

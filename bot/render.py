@@ -75,7 +75,18 @@ def render(post: Post, *, text_limit: int = TEXT_LIMIT, footer: str = "") -> Ric
         footer=defuse(footer),
         network=post.network,
         timestamp=post.created_at,
+        reply_to=post.parent_uid,
     )
+
+
+DELETED_NOTICE = "This post was deleted upstream by its author."
+
+
+def render_deleted(network: str) -> RichMessage:
+    """What a relayed message becomes when its post is deleted upstream and the
+    deployment marks instead of deleting (or the chat cannot delete). The original
+    words are not kept: the author took them back."""
+    return RichMessage(text=DELETED_NOTICE, title="Deleted upstream", network=network)
 
 
 DIGEST_LINE_LIMIT = 160

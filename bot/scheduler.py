@@ -13,7 +13,6 @@ import heapq
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from bot.clock import Clock
 from bot.errors import UpstreamError
@@ -21,22 +20,6 @@ from bot.relay import Relay, ResourceState
 from bot.supervise import Supervisor
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class _Slot:
-    failures: int = 0
-    next_due: float = 0.0
-    generation: int = 0
-    running: bool = False
-
-
-@dataclass(order=True, slots=True)
-class _Entry:
-    due: float
-    seq: int
-    resource_id: int = field(compare=False)
-    generation: int = field(compare=False)
 
 
 class Scheduler:
@@ -59,11 +42,12 @@ class Scheduler:
         self._jitter = jitter
         self._max_backoff_s = max_backoff_s
         self._rng = rng or random.Random()
-        self._heap: list[_Entry] = []
-        self._seq = 0
+        # Plain tuples (due, generation, resource id): compared in C, no object per entry.
+        # A generation is unique across resources, so it also breaks ties in order.
+        self._heap: list[tuple[float, int, int]] = []
+        self._generation = 0
         self.states: dict[int, ResourceState] = {}
         self.by_key: dict[str, ResourceState] = {}
-        self._slots: dict[int, _Slot] = {}
         self._wake = asyncio.Event()
         self._polls = asyncio.Semaphore(max_concurrent_polls)
         # Backpressure: while this many admitted posts wait for their chat, new polls
@@ -79,69 +63,66 @@ class Scheduler:
         over one interval so a restart does not fetch everything at once)."""
         self.states[state.id] = state
         self.by_key[state.stored.target.resource_key] = state
-        slot = self._slots.setdefault(state.id, _Slot())
-        slot.generation += 1
+        self._renew(state)
         delay = self._rng.uniform(0, state.interval_s) if first_in is None else first_in
-        self._push(state.id, self._clock.monotonic() + delay)
+        self._push(state, self._clock.monotonic() + delay)
 
     def remove(self, resource_id: int) -> None:
         state = self.states.pop(resource_id, None)
         if state is not None:
             self.by_key.pop(state.stored.target.resource_key, None)
-        self._slots.pop(resource_id, None)
 
-    def _push(self, resource_id: int, due: float) -> None:
-        slot = self._slots[resource_id]
-        slot.next_due = due
-        self._seq += 1
-        heapq.heappush(self._heap, _Entry(due, self._seq, resource_id, slot.generation))
-        if self._heap[0].resource_id == resource_id:
+    def _renew(self, state: ResourceState) -> None:
+        """Entries pushed before this are stale (the resource was re-added or polled now)."""
+        self._generation += 1
+        state.generation = self._generation
+
+    def _push(self, state: ResourceState, due: float) -> None:
+        heapq.heappush(self._heap, (due, state.generation, state.id))
+        if self._heap[0][2] == state.id:
             self._wake.set()
 
     async def run(self) -> None:
         while True:
             now = self._clock.monotonic()
-            while self._heap and self._heap[0].due <= now:
-                entry = heapq.heappop(self._heap)
-                slot = self._slots.get(entry.resource_id)
-                if slot is None or entry.generation != slot.generation or slot.running:
+            while self._heap and self._heap[0][0] <= now:
+                _, generation, resource_id = heapq.heappop(self._heap)
+                state = self.states.get(resource_id)
+                if state is None or generation != state.generation or state.running:
                     continue  # removed or rescheduled since this entry was pushed
                 while self._backlog() > self._max_backlog:  # noqa: ASYNC110 - short waits
                     await asyncio.sleep(0.01)
                 await self._polls.acquire()
-                slot.running = True
-                task = self._supervisor.spawn(
-                    self._poll(entry.resource_id, slot), name=f"poll-{entry.resource_id}"
-                )
+                state.running = True
+                task = self._supervisor.spawn(self._poll(state), name=f"poll-{resource_id}")
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
             self._wake.clear()
-            delay = self._heap[0].due - self._clock.monotonic() if self._heap else 3600.0
+            delay = self._heap[0][0] - self._clock.monotonic() if self._heap else 3600.0
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=delay)
 
-    async def _poll(self, resource_id: int, slot: _Slot) -> None:
+    async def _poll(self, state: ResourceState) -> None:
         try:
-            state = self.states.get(resource_id)
-            if state is None:
-                return
+            if self.states.get(state.id) is not state:
+                return  # removed while it waited for a slot
             self.polls += 1
             retry_after: float | None = None
             try:
                 result = await self._relay.poll(state)
-                slot.failures = 0
+                state.failures = 0
                 retry_after = result.retry_after_s
             except UpstreamError as err:
                 self.failures += 1
-                slot.failures += 1
+                state.failures += 1
                 retry_after = err.retry_after_s
                 log.debug("poll of %s failed: %s", state.stored.target.key, err)
-            delay = self.next_delay(state.interval_s, slot.failures, retry_after)
-            if resource_id in self._slots:
-                self._push(resource_id, self._clock.monotonic() + delay)
+            delay = self.next_delay(state.interval_s, state.failures, retry_after)
+            if self.states.get(state.id) is state:
+                self._push(state, self._clock.monotonic() + delay)
         finally:
-            slot.running = False
+            state.running = False
             self._polls.release()
 
     def next_delay(self, interval_s: float, failures: int, retry_after_s: float | None) -> float:
@@ -156,9 +137,10 @@ class Scheduler:
 
     def poll_now(self, resource_id: int) -> None:
         """Fetch a resource at the next opportunity (used right after a change)."""
-        if resource_id in self._slots:
-            self._slots[resource_id].generation += 1
-            self._push(resource_id, self._clock.monotonic())
+        state = self.states.get(resource_id)
+        if state is not None:
+            self._renew(state)
+            self._push(state, self._clock.monotonic())
 
     async def quiesce(self) -> None:
         """Wait for polls in flight, so shutdown flushes what they admitted."""

@@ -20,10 +20,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 from urllib.parse import urlsplit
 
-import httpx
 import msgspec
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -33,6 +32,9 @@ from bot.errors import Outcome
 from bot.protocols import HealthRecorder
 from bot.render import cap, defuse
 from bot.timefmt import hhmm
+
+if TYPE_CHECKING:  # httpx (~3 MiB with its CLI deps) loads on the first poll only
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -301,6 +303,8 @@ class StatusPages:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
+            import httpx
+
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self._timeout_s),
                 follow_redirects=True,
@@ -332,6 +336,8 @@ class StatusPages:
         """GET one document. Transport errors and refusals are recorded and raised; a
         404 is recorded and returned (the caller may fall back); anything else is
         returned for the caller to read, and to record with `_accept` or `_decode`."""
+        import httpx
+
         url = page.config.url + path
         started = time.monotonic()
         try:

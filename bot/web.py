@@ -30,7 +30,7 @@ from bot.health import HealthBook
 from bot.metrics import CONTENT_TYPE, Metrics
 from bot.outage import HostState, HostTracker, OutageWatch
 from bot.statuspages import StatusPages, StatusReport
-from bot.store.base import HealthMinute, Store, StoredOutage
+from bot.store.base import HealthDay, Store, StoredOutage
 from bot.timefmt import duration
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,9 @@ _WORST = (HostState.DOWN, HostState.RECOVERING, HostState.DEGRADED)
 
 @runtime_checkable
 class HealthHistory(Protocol):
-    """The per-minute health rows (the SQLite store has them)."""
+    """The per-day health rows (the SQLite store keeps them at each flush)."""
 
-    async def health_minutes(self, since_minute: int) -> list[HealthMinute]: ...
+    async def health_days(self, since_day: int) -> list[HealthDay]: ...
 
 
 @dataclass(slots=True)
@@ -66,7 +66,7 @@ class DayCounts:
     def requests(self) -> int:
         return self.ok + self.failed + self.other
 
-    def add(self, row: HealthMinute) -> None:
+    def add(self, row: HealthDay) -> None:
         if row.outcome in ("ok", "not_modified"):
             self.ok += row.count
         elif row.outcome in _SIGNALS:
@@ -84,51 +84,35 @@ _SIGNALS = frozenset(
 class HealthTimeline:
     """Per network and UTC day, the request outcomes of the last 30 days.
 
-    Read incrementally: minutes older than `settle_minutes` (every flush of the
-    health book has landed) are folded in once and never read again; only the
-    last few minutes are read anew at each refresh. 30 days of rows are read once.
+    Read from the per-day rollup (`health_days`): at most networks × 30 × outcomes
+    rows at each refresh, so the page stays fast with 100k hosts, whose per-minute
+    rows would run to millions.
     """
 
     def __init__(self, history: HealthHistory, clock: Clock, *, settle_minutes: int = 2) -> None:
         self._history = history
         self._clock = clock
-        self._settle = max(1, settle_minutes)
-        self._settled: dict[tuple[str, int], DayCounts] = {}
-        self._settled_until: int | None = None
-        self._fresh: dict[tuple[str, int], DayCounts] = {}
+        self._days: dict[tuple[str, int], DayCounts] = {}
+        # `settle_minutes` is accepted for compatibility: per-day rows are exact at
+        # every flush, so nothing has to settle any more.
 
     def first_day(self) -> int:
         return int(self._clock.now().timestamp() // 60) // MINUTES_PER_DAY - (DAYS - 1)
 
     async def refresh(self) -> None:
-        now_minute = int(self._clock.now().timestamp() // 60)
-        first = self.first_day()
-        since = self._settled_until if self._settled_until is not None else first * MINUTES_PER_DAY
-        settle = max(since, now_minute - self._settle)
-        fresh: dict[tuple[str, int], DayCounts] = {}
-        for row in await self._history.health_minutes(since):
-            into = self._settled if row.minute < settle else fresh
-            key = (row.network, row.minute // MINUTES_PER_DAY)
-            counts = into.get(key)
+        days: dict[tuple[str, int], DayCounts] = {}
+        for row in await self._history.health_days(self.first_day()):
+            counts = days.get((row.network, row.day))
             if counts is None:
-                counts = into[key] = DayCounts()
+                counts = days[(row.network, row.day)] = DayCounts()
             counts.add(row)
-        self._settled_until, self._fresh = settle, fresh
-        for key in [k for k in self._settled if k[1] < first]:
-            del self._settled[key]
+        self._days = days
 
     def day(self, network: str, day: int) -> DayCounts:
-        total = DayCounts()
-        for part in (self._settled.get((network, day)), self._fresh.get((network, day))):
-            if part is not None:
-                total.ok += part.ok
-                total.failed += part.failed
-                total.other += part.other
-                total.latency_s += part.latency_s
-        return total
+        return self._days.get((network, day)) or DayCounts()
 
     def networks(self) -> set[str]:
-        return {net for net, _ in self._settled} | {net for net, _ in self._fresh}
+        return {net for net, _ in self._days}
 
 
 class StatusServer:
@@ -371,7 +355,7 @@ class StatusServer:
 
     def _days(self, network: str, now: float) -> str:
         if self._timeline is None:
-            return "<p class=meta>No history: this store keeps no per-minute health.</p>"
+            return "<p class=meta>No history: this store keeps no per-day health.</p>"
         first = self._timeline.first_day()
         outages = _outage_minutes(self._history, network, first, now)
         cells = []

@@ -31,11 +31,14 @@ SEARCH = json.loads((FIXTURES / "search_posts.json").read_text(encoding="utf-8")
 
 
 class FakeAppView:
-    """Answers getProfile, getAuthorFeed and searchPosts as the AppView did when recorded."""
+    """Answers getProfile, getAuthorFeed, getPosts and searchPosts as the AppView did
+    when recorded."""
 
     def __init__(self) -> None:
         self.requests: list[str] = []
         self.feed: list[dict[str, Any]] = list(FEED["feed"])
+        self.posts: dict[str, dict[str, Any]] = {i["post"]["uri"]: i["post"] for i in self.feed}
+        self.looked_up: list[list[str]] = []  # the `uris` of each getPosts
         self.fail_with: int | None = None
         self.url = ""
 
@@ -53,6 +56,12 @@ class FakeAppView:
             return web.json_response(
                 {"error": "InvalidRequest", "message": "Profile not found"}, status=400
             )
+        if nsid == "app.bsky.feed.getPosts":
+            uris = request.query.getall("uris", [])
+            self.looked_up.append(uris)
+            if len(uris) > 25:
+                return web.json_response({"error": "InvalidRequest", "message": "max 25"}, 400)
+            return web.json_response({"posts": [self.posts[u] for u in uris if u in self.posts]})
         if nsid == "app.bsky.feed.getAuthorFeed":
             return web.json_response({"feed": self.feed})
         if nsid == "app.bsky.feed.searchPosts":
@@ -116,7 +125,10 @@ async def test_follow_by_profile_link_then_posts_arrive_in_real_time_across_a_ho
     assert "Following @alice.test on bluesky as #1" in reply
     await _until(lambda: first.requests)
     assert first.requests[-1]["wantedDids"] == [ALICE["did"]]
-    assert first.requests[-1]["wantedCollections"] == ["app.bsky.feed.post"]
+    assert first.requests[-1]["wantedCollections"] == [
+        "app.bsky.feed.post",
+        "app.bsky.feed.repost",
+    ]
 
     await log.post(ALICE["did"], "3lzzzzzzzzz22", "Live one")
     await log.post("did:plc:someoneelsesomeoneelse22", "3lzzzzzzzzz23", "not followed")
@@ -222,3 +234,51 @@ async def test_polling_backfills_and_bad_input_changes_nothing(
     assert failed.value.outcome is Outcome.HTTP_5XX
     status = await bot.say("/status")
     assert "http_5xx 503" in status
+
+
+def _bob_post(rkey: str, text: str) -> dict[str, Any]:
+    """A new post by Bob, as the AppView hydrates it."""
+    bob = next(i["post"] for i in FEED["feed"] if i["post"]["author"]["handle"] == "bob.test")
+    uri = bob["uri"].rsplit("/", 1)[0] + f"/{rkey}"
+    return {**bob, "uri": uri, "cid": f"bafyrei{rkey}", "record": {**bob["record"], "text": text}}
+
+
+async def test_streamed_reposts_are_fetched_together_and_no_reposts_skips_them(
+    start_bot: StartBot,
+    appview: FakeAppView,
+    jetstreams: tuple[EventLog, list[FakeJetstream]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log, hosts = jetstreams
+    _configure(monkeypatch, appview, hosts)
+    bot = await start_bot()
+    assert "as #1" in await bot.say("/follow bluesky alice.test --every 1h")
+    assert "as #2" in await bot.say("/follow bluesky alice.test --every 1h --no-reposts", "quiet")
+    await _until(lambda: hosts[0].requests)
+    first, second = _bob_post("3lbbbbbbbbb01", "Bob's first"), _bob_post("3lbbbbbbbbb02", "Bob 2")
+    appview.posts.update({first["uri"]: first, second["uri"]: second})
+    gone = first["uri"].rsplit("/", 1)[0] + "/3lbbbbbbbbb03"  # deleted before the lookup
+
+    for n, view in enumerate([first, second, {"uri": gone, "cid": "bafyreigone"}]):
+        await log.repost(ALICE["did"], f"3lrrrrrrrr{n:03}", view["uri"], view["cid"])
+    await log.repost("did:plc:someoneelsesomeoneelse22", "3lrrrrrrrr999", first["uri"], "x")
+    await log.post(ALICE["did"], "3lzzzzzzzzz40", "Alice's own words")
+    await bot.chat.wait_for(4)
+    await asyncio.sleep(0.5)  # a repeat, or the unknown post, would arrive now
+
+    def shown(channel: str) -> list[tuple[str, str, str]]:
+        return [
+            (s.message.text, s.message.author, s.message.title)
+            for s in bot.chat.sent
+            if s.channel.native_id == channel
+        ]
+
+    by_alice = "\u267b reposted by Alice \u00c5ngstr\u00f6m"
+    assert shown("general") == [
+        ("Bob's first", "Bob", by_alice),
+        ("Bob 2", "Bob", by_alice),
+        ("Alice's own words", "Alice \u00c5ngstr\u00f6m", ""),
+    ]
+    assert [text for text, _, _ in shown("quiet")] == ["Alice's own words"]
+    assert appview.looked_up == [[first["uri"], second["uri"], gone]], "one batched lookup"
+    assert bot.chat.sent[0].message.link.endswith("/profile/bob.test/post/3lbbbbbbbbb01")

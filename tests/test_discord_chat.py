@@ -458,6 +458,13 @@ async def test_without_guild_ids_commands_are_registered_globally(
         "list",
         "status",
         "help",
+        "post",
+        "approve",
+        "reject",
+        "undo",
+        "accounts",
+        "Post a reply from Starling",
+        "Quote on…",
     ]
     assert discord_server.calls("GET", "/gateway/bot"), "the gateway URL was asked for"
     await chat.aclose()
@@ -472,7 +479,7 @@ async def test_a_server_the_bot_is_not_in_is_logged_and_the_others_still_work(
     task = asyncio.create_task(chat.run(_NoCommands()))
     await discord_server.wait_connected()
     assert "could not register Starling's commands in Discord server 1 (403" in caplog.text
-    assert len(discord_server.commands[guild.id]) == 6
+    assert len(discord_server.commands[guild.id]) == 13
     await chat.aclose()
     await asyncio.wait_for(task, 10)
 

@@ -203,10 +203,14 @@ async def test_commands_are_registered_for_the_guild_with_the_right_permissions(
     await start_bot()
     assert None not in discord_server.commands, "guild_ids given: nothing registered globally"
     commands = {c["name"]: c for c in discord_server.commands[guild.id]}
-    assert set(commands) == {"follow", "search", "unfollow", "list", "status", "help"}
+    assert set(commands) == {
+        "follow", "search", "unfollow", "list", "status", "help",
+        "post", "approve", "reject", "undo", "accounts",
+        "Post a reply from Starling", "Quote on…",
+    }  # fmt: skip
     for name in ("follow", "search", "unfollow"):
         assert commands[name]["default_member_permissions"] == "16"  # Manage Channels
-    for name in ("list", "status", "help"):
+    for name in ("list", "status", "help", "post", "approve", "reject", "undo", "accounts"):
         assert commands[name]["default_member_permissions"] is None
     assert all(c["dm_permission"] is False for c in commands.values())
     (identify,) = discord_server.identifies

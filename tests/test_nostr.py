@@ -23,7 +23,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from bot.clock import SystemClock
 from bot.errors import Outcome, UpstreamError
 from bot.health import HealthBook
-from bot.model import Post, Target, TargetKind
+from bot.model import Post, Target, TargetKind, Tombstone
 from bot.protocols import Draft, PluginContext, StreamingSource
 from plugins.nostr import create
 from plugins.nostr.keys import parse_event_id
@@ -84,7 +84,8 @@ async def connected(bot: RunningBot, *relays: NostrRelay) -> None:
 
 
 def texts(bot: RunningBot) -> list[str]:
-    return [sent.message.text for sent in bot.chat.sent]
+    """The notes relayed (outage announcements, which a dead relay now earns, left out)."""
+    return [s.message.text for s in bot.chat.sent if not s.message.title.startswith("Outage")]
 
 
 async def quiet(seconds: float = 0.5) -> None:
@@ -652,7 +653,7 @@ async def test_300_follows_cost_two_reqs_on_one_connection_per_relay_and_resume_
     for proxy in (proxy_a, proxy_b):
         resumed = proxy.reqs[-1]
         assert len(resumed) <= 2
-        dated = [f for req in resumed for f in req[2:] if "since" in f and f["kinds"] != [0]]
+        dated = [f for req in resumed for f in req[2:] if "since" in f and f["kinds"] == [1, 6]]
         # The resume asks from the lowest cursor it holds (early's) minus the overlap,
         # and quiet_one (now with a cursor) is asked from no later than its own.
         [floor] = {f["since"] for f in dated}
@@ -660,3 +661,91 @@ async def test_300_follows_cost_two_reqs_on_one_connection_per_relay_and_resume_
         assert {early.pubkey, late.pubkey, quiet_one.pubkey} <= {
             a for f in dated for a in f["authors"]
         }
+
+
+async def test_polls_of_many_follows_share_one_req_per_relay_and_each_gets_its_own(
+    honest: tuple[NostrRelay, NostrRelay], tmp_path: Path
+) -> None:
+    first, second = honest
+    authors = [Author() for _ in range(40)]
+    chatty = authors[0]
+    now = int(time.time())
+    for n, author in enumerate(authors):
+        await send(first if n % 2 else second, author.event(f"note {n}", created_at=now - 100))
+    for n in range(3):
+        await send(first, chatty.event(f"chatty {n}", created_at=now - 50 + n))
+    async with CountingProxy(first.url) as proxy_a, CountingProxy(second.url) as proxy_b:
+        clock = SystemClock()
+        config = {"relays": [proxy_a.url, proxy_b.url], "fetch_batch_window_s": "0.2"}
+        network = create(
+            PluginContext("nostr", config, HealthBook(clock), clock, False, str(tmp_path))
+        )
+        source = network.source
+        assert source is not None
+        targets = [await source.resolve(TargetKind.ACCOUNT, a.npub) for a in authors]
+
+        results = await asyncio.gather(*(source.fetch(t, None) for t in targets))
+        for proxy in (proxy_a, proxy_b):
+            [reqs] = proxy.reqs  # one connection per relay for all 40 polls
+            assert len(reqs) == 2  # notes and profiles
+            assert set().union(*map(authors_in, reqs)) == {a.pubkey for a in authors}
+        assert sorted(p.text for p in results[0].posts) == [
+            "chatty 0", "chatty 1", "chatty 2", "note 0"
+        ]  # fmt: skip
+        for n, result in enumerate(results[1:], start=1):
+            assert [p.text for p in result.posts] == [f"note {n}"]
+
+        # A relay that sends the whole `limit` may have cut a busy author's notes short:
+        # that batch is asked again one follow at a time, so no follow loses notes.
+        for proxy in (proxy_a, proxy_b):
+            proxy.reqs.clear()
+        tight = create(
+            PluginContext(
+                "nostr", {**config, "fetch_limit": "1"}, HealthBook(clock), clock, False,
+                str(tmp_path),
+            )
+        )  # fmt: skip
+        assert tight.source is not None
+        two = await asyncio.gather(*(tight.source.fetch(t, None) for t in targets[:2]))
+        assert sorted(p.text for p in two[0].posts) == ["chatty 2", "note 0"]  # one per relay
+        assert [p.text for p in two[1].posts] == ["note 1"]
+        assert len(proxy_a.reqs) == 3, "the batch, then each follow alone"
+
+
+async def test_a_kind_5_deletion_by_the_author_retracts_the_note_and_no_one_elses_does(
+    honest: tuple[NostrRelay, NostrRelay], tmp_path: Path
+) -> None:
+    relay = honest[0]
+    author, stranger = Author(), Author()
+    clock = SystemClock()
+    config = {"relays": [relay.url], "reconnect_min_s": "0.1", "reconnect_max_s": "0.2"}
+    network = create(PluginContext("nostr", config, HealthBook(clock), clock, False, str(tmp_path)))
+    source = network.source
+    assert isinstance(source, StreamingSource)
+    target = await source.resolve(TargetKind.ACCOUNT, author.npub)
+    posts: list[str] = []
+    retracted: list[Tombstone] = []
+
+    async def sink(
+        target: Target, new: list[Post], cursor: str | None, *, deleted: Any = ()
+    ) -> None:
+        posts.extend(p.native_id for p in new)
+        retracted.extend(deleted)
+
+    task = asyncio.create_task(source.stream([target], {target.resource_key: None}, sink))
+    try:
+        await asyncio.sleep(0.5)
+        note = author.event("soon gone")
+        await send(relay, note)
+        await eventually(lambda: posts == [note["id"]])
+        # Someone else cannot delete the author's note, whatever they sign.
+        await send(relay, stranger.event("", kind=5, tags=[["e", note["id"]]]))
+        await quiet()
+        assert retracted == []
+        await send(relay, author.event("oops", kind=5, tags=[["e", note["id"]]]))
+        await eventually(lambda: bool(retracted))
+        await quiet()
+        assert retracted == [Tombstone("nostr", note["id"])]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

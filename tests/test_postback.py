@@ -90,6 +90,15 @@ async def test_post_to_two_networks_answers_with_each_link(start_bot: StartBot) 
     assert sky.posts["1"].text == "Hello from the team"
 
 
+async def test_parts_are_listed_in_the_order_typed_after_to(start_bot: StartBot) -> None:
+    bot, _, _ = await _bot(start_bot)
+    answer = await bot.say("/post --to sky,masto Order matters")
+    assert answer == "Post #1: sky: https://sky.example/p/1; masto: https://masto.example/p/1"
+    stored = await bot.app.store.get_postback(1)
+    assert stored is not None
+    assert [t.network for t in stored.targets] == ["sky", "masto"]
+
+
 async def test_default_targets_and_content_warning(start_bot: StartBot) -> None:
     bot, masto, sky = await _bot(start_bot, postback_targets={"test:general": ["masto"]})
     await bot.say("/post --cw spoilers_ahead The ending was great")
@@ -104,7 +113,7 @@ async def test_bad_input_gets_one_line_and_posts_nothing(start_bot: StartBot) ->
     assert "no account is configured for feeds" in await bot.say("/post --to feeds hi")
     assert (await bot.say("/post hi")).startswith("/post: no networks to post to")
     long = await bot.say("/post --to masto,sky " + "x" * 40)
-    assert long == "/post: sky: 40 characters, the limit is 30"
+    assert long.startswith("/post: sky: 40 characters, the limit is 30")
     assert (await bot.say("/post --bogus hi")).startswith("/post: unknown option --bogus")
     assert masto.posts == {}
     assert sky.posts == {}
@@ -222,3 +231,107 @@ async def test_undo_removes_the_post_everywhere(start_bot: StartBot) -> None:
     assert masto.deleted == ["1"]
     assert sky.deleted == ["1"]
     assert (await bot.say("/undo")).startswith("/undo: you have no post")
+
+
+LONG = " ".join(f"word{n}" for n in range(1, 13))  # 74 characters; sky takes 30
+
+
+async def test_too_long_for_one_network_suggests_a_thread(start_bot: StartBot) -> None:
+    bot, _, sky = await _bot(start_bot)
+    answer = await bot.say(f"/post --to masto,sky {LONG}")
+    assert answer.startswith("/post: sky: 74 characters, the limit is 30")
+    assert answer.endswith("(add --thread to split it into several posts)")
+    assert sky.posts == {}
+
+
+async def test_a_thread_goes_out_as_a_reply_chain_where_needed(start_bot: StartBot) -> None:
+    bot, masto, sky = await _bot(start_bot)
+    preview = await bot.say(f"/post --preview --thread --to masto,sky {LONG}")
+    assert "sky, as a thread of 4:" in preview
+    assert f"masto: {LONG}" in preview
+    answer = await bot.say(f"/post --thread --to masto,sky {LONG}")
+    assert answer == (
+        "Post #1: masto: https://masto.example/p/1; sky: https://sky.example/p/1 (a thread of 4)"
+    )
+    assert [d.text for d in masto.posts.values()] == [LONG]
+    parts = list(sky.posts.values())
+    assert [p.text for p in parts] == [
+        "word1 word2 word3 word4 (1/4)",
+        "word5 word6 word7 word8 (2/4)",
+        "word9 word10 word11 (3/4)",
+        "word12 (4/4)",
+    ]
+    assert [p.reply_to for p in parts] == ["", "1", "2", "3"], "each part answers the one before"
+    assert (await bot.say("/undo")) == "Removed post #1 from masto, sky."
+    assert sky.deleted == ["4", "3", "2", "1"], "a thread is removed from its end"
+
+
+async def test_a_thread_cut_short_by_an_outage_carries_on_without_repeating(
+    start_bot: StartBot,
+) -> None:
+    bot, _, sky = await _bot(start_bot)
+    sky.lose_response = True  # the first part is stored upstream, its answer lost
+    answer = await bot.say(f"/post --thread --to sky {LONG}")
+    assert "will retry" in answer
+    await bot.app.store.update_target(1, "sky", not_before=time.time() - 1)
+    bot.app.postback.wake()
+    async with asyncio.timeout(10):
+        while (await bot.app.store.get_postback(1)).targets[0].state != "sent":  # type: ignore[union-attr]
+            await asyncio.sleep(0.02)
+    assert [p.text[-5:] for p in sky.posts.values()] == ["(1/4)", "(2/4)", "(3/4)", "(4/4)"]
+
+
+async def test_requests_carry_approve_and_reject_buttons_that_become_delete(
+    start_bot: StartBot,
+) -> None:
+    bot, masto, _ = await _bot(start_bot, postback_approval=["*"], postback_approvers=["boss"])
+    chat = bot.chat
+    await chat.say("general", "/post --to masto Buttons please", user="intern")
+    request = chat.in_channel("general")[-1]
+    assert [(a.label, a.command, a.args) for a in request.message.actions] == [
+        ("Approve", "approve", "1"),
+        ("Reject", "reject", "1"),
+    ]
+    await chat.say("general", "/approve 1", user="boss")
+    shown = request.edits[-1]
+    assert [(a.label, a.command, a.args) for a in shown.actions] == [("Delete", "undo", "1")]
+    assert "masto: https://masto.example/p/1" in shown.footer
+
+    stranger = (await chat.say("general", "/undo 1", user="someone")).text
+    assert stranger == "/undo: only its author or an approver can remove post #1"
+    removed = (await chat.say("general", "/undo 1", user="boss")).text
+    assert removed == "Removed post #1 from masto."
+    assert request.edits[-1].actions == ()
+    assert request.edits[-1].footer.startswith("Removed by boss at ")
+    twice = (await chat.say("general", "/undo 1", user="intern")).text
+    assert twice.startswith("/undo: post #1 was already removed by boss at ")
+    assert masto.deleted == ["1"]
+
+
+async def test_a_direct_post_answers_with_a_delete_button(start_bot: StartBot) -> None:
+    bot, _, _ = await _bot(start_bot)
+    reply = await bot.chat.say("general", "/post --to masto Straight out")
+    assert [(a.label, a.command, a.args) for a in reply.actions] == [("Delete", "undo", "1")]
+    assert (await bot.say("/undo 7")).startswith("/undo: there is no post #7 in this channel")
+    assert (await bot.say("/undo x")).startswith("/undo: give the post number")
+
+
+async def test_preview_shows_each_network_and_posts_nothing(start_bot: StartBot) -> None:
+    bot, masto, sky = await _bot(start_bot)
+    shown = await bot.say("/post --preview --to masto,sky Hello preview")
+    assert shown == ("Preview, nothing is posted yet:\nmasto: Hello preview\nsky: Hello preview")
+    too_long = await bot.say("/post --preview --to sky " + "x" * 40)
+    assert too_long.startswith("/post: sky: 40 characters, the limit is 30")
+    assert masto.posts == sky.posts == {}
+
+
+async def test_a_part_that_was_not_taken_is_retried_after_postback_retry_s(
+    start_bot: StartBot,
+) -> None:
+    bot, masto, _ = await _bot(start_bot, postback_retry_s=0.2, postback_check_s=0.1)
+    masto.lose_response = True
+    answer = await bot.say("/post --to masto Try again soon")
+    assert "will retry" in answer
+    (late,) = await bot.chat.wait_for(1, within_s=10)
+    assert late.message.text == "Post #1, sent late: masto: https://masto.example/p/1"
+    assert [d.text for d in masto.posts.values()] == ["Try again soon"]

@@ -273,6 +273,22 @@ async def test_a_slow_answer_is_not_sent_a_second_time_meanwhile(
     assert len(posted) == 1, "one request for one post"
 
 
+async def all_posts(devnet: Devnet, did: str) -> list[dict[str, Any]]:
+    """Every post record in the account's repo on the PDS. Record keys come from
+    idempotency keys, not the clock, so a new post can sort anywhere: read all pages."""
+    records: list[dict[str, Any]] = []
+    params: dict[str, str | int] = {"repo": did, "collection": "app.bsky.feed.post", "limit": 100}
+    async with httpx.AsyncClient() as client:
+        while True:
+            page = (
+                await client.get(f"{devnet.pds}/xrpc/com.atproto.repo.listRecords", params=params)
+            ).json()
+            records += page["records"]
+            if not page.get("cursor") or not page["records"]:
+                return records
+            params["cursor"] = page["cursor"]
+
+
 @pytest.mark.atproto
 async def test_a_post_to_bluesky_is_one_record_on_the_pds(devnet: Devnet, tmp_path: Path) -> None:
     bob = devnet.accounts["bob"]
@@ -288,13 +304,47 @@ async def test_a_post_to_bluesky_is_one_record_on_the_pds(devnet: Devnet, tmp_pa
     await console.type(f"/post --to bluesky {text}")
     answer = reply_line(await console.expect("bluesky: https://", timeout=20), "Post #1: ")
     assert await console.finish() == 0
-    async with httpx.AsyncClient() as client:
-        listed = await client.get(
-            f"{devnet.pds}/xrpc/com.atproto.repo.listRecords",
-            params={"repo": bob.did, "collection": "app.bsky.feed.post", "limit": 100},
-        )
-    records = [r for r in listed.json()["records"] if r["value"]["text"] == text]
+    records = [r for r in await all_posts(devnet, bob.did) if r["value"]["text"] == text]
     assert len(records) == 1, records
     rkey = records[0]["uri"].rsplit("/", 1)[1]
     assert answer == f"Post #1: bluesky: https://bsky.app/profile/{bob.handle}/post/{rkey}"
     assert bob.password not in console.output
+
+
+@pytest.mark.atproto
+async def test_a_thread_reaches_the_pds_once_through_a_kill_9(
+    devnet: Devnet, tmp_path: Path
+) -> None:
+    """`/post --thread` over Bluesky's 300 graphemes: a reply chain on the real PDS, and a
+    crash after the first part neither repeats it nor loses the rest."""
+    bob = devnet.accounts["bob"]
+    tag = secrets.token_hex(3)
+    words = [f"w{n}{tag}" for n in range(40)]  # about 400 characters: two posts on Bluesky
+    env = {
+        "STARLING_BLUESKY__SERVICE": devnet.pds,
+        "STARLING_BLUESKY__APPVIEW": devnet.appview or devnet.pds,
+        "STARLING_BLUESKY__STREAM": "false",
+        "STARLING_BLUESKY__HANDLE": bob.handle,
+        "STARLING_BLUESKY__APP_PASSWORD": bob.password,
+    }
+    doomed = await Console.start(tmp_path, STARLING_CRASHPOINT="after_publish", **env)
+    await doomed.type(f"/post --thread --to bluesky {' '.join(words)}")
+    try:
+        died = await doomed.died()
+    except TimeoutError:
+        raise AssertionError(doomed.output) from None
+    assert died == -signal.SIGKILL, doomed.output
+
+    survivor = await Console.start(tmp_path, **env)
+    late = await survivor.expect("Post #1, sent late: bluesky: https://", timeout=30)
+    assert await survivor.finish() == 0
+    assert "(a thread of 2)" in reply_line(late, "Post #1, sent late: ")
+    records = [r for r in await all_posts(devnet, bob.did) if tag in r["value"]["text"]]
+    assert len(records) == 2, [r["value"]["text"] for r in records]
+    first, second = sorted(records, key=lambda r: r["value"]["text"].endswith("(2/2)"))
+    assert first["value"]["text"].endswith("(1/2)")
+    assert "reply" not in first["value"]
+    assert second["value"]["reply"]["parent"] == {"uri": first["uri"], "cid": first["cid"]}
+    assert second["value"]["reply"]["root"] == {"uri": first["uri"], "cid": first["cid"]}
+    said = " ".join(r["value"]["text"].rsplit(" (", 1)[0] for r in (first, second))
+    assert said == " ".join(words)

@@ -18,7 +18,9 @@ from bot.config import ConfigError
 from bot.errors import Outcome, UpstreamError, UserError
 from bot.health import HealthBook
 from bot.model import Target, TargetKind
+from bot.pluginstate import StateHub
 from bot.protocols import PluginContext
+from bot.store import open_store
 from plugins.x import XNetwork, create
 from tests.fakes.x_server import (
     BEARER,
@@ -54,16 +56,21 @@ async def make(
     x_server: XServer, tmp_path: Path, clock: ShiftedClock, health: HealthBook
 ) -> AsyncIterator[Make]:
     made: list[XNetwork] = []
+    store = await open_store(str(tmp_path / "starling.db"))
+    hub = StateHub()
+    hub.attach(store)
 
     def build(**options: Any) -> XNetwork:
         config = plugin_config(x_server, **options)
-        net = create(PluginContext("x", config, health, clock, True, str(tmp_path)))
+        state = hub.for_plugin("x")
+        net = create(PluginContext("x", config, health, clock, True, str(tmp_path), state))
         made.append(net)
         return net
 
     yield build
     for net in made:
         await net.aclose()
+    await store.close()
 
 
 def source(net: XNetwork) -> Any:
@@ -248,15 +255,15 @@ async def test_the_daily_read_cap_stops_requests_and_says_so(
     result = await source(net).fetch(target, None)
     await source(net).fetch(target, result.cursor)
     assert len(gets(x_server)) == 3
-    with pytest.raises(UpstreamError) as err:
-        await source(net).fetch(target, result.cursor)
-    assert err.value.outcome is Outcome.RATE_LIMITED
-    assert "daily cap of 3 X reads" in str(err.value)
-    assert err.value.retry_after_s is not None
-    assert 0 < err.value.retry_after_s <= 86400
+    skipped = await source(net).fetch(target, result.cursor)
+    assert (skipped.posts, skipped.cursor, skipped.not_modified) == ([], result.cursor, True)
+    assert skipped.retry_after_s is not None
+    assert 0 < skipped.retry_after_s <= 86400, "the next poll waits for the new UTC day"
     assert len(gets(x_server)) == 3, "no request beyond the cap"
     host = health.hosts[("x", "127.0.0.1")]
-    assert host.last_outcome is Outcome.RATE_LIMITED
+    assert host.last_outcome is Outcome.SKIPPED, "a neutral skip, not a rate limit"
+    assert not host.last_outcome.is_outage_signal
+    assert "daily cap of 3 X reads" in host.last_detail
     assert "max_reads_per_day" in host.last_detail
     assert any("daily read cap reached" in line for line in net.status_lines())
     assert net.status_lines()[0].startswith("x: 3 of 3 daily reads used")
@@ -264,10 +271,13 @@ async def test_the_daily_read_cap_stops_requests_and_says_so(
         await follow(net, "@TweepyDev")
 
     restarted = make(max_reads_per_day=3)
-    with pytest.raises(UpstreamError):
-        await source(restarted).fetch(target, result.cursor)
+    assert (await source(restarted).fetch(target, result.cursor)).not_modified
+    with pytest.raises(UpstreamError) as err:
+        await source(restarted).fetch(target, None)  # a first fetch cannot be skipped quietly
+    assert err.value.outcome is Outcome.SKIPPED
+    assert "daily cap of 3 X reads" in str(err.value)
     assert len(gets(x_server)) == 3, "the count survives a restart"
-    assert (tmp_path / "x-reads.json").exists()
+    assert not (tmp_path / "x-reads.json").exists(), "kept in the database, not a file"
 
     clock.advance(86400)
     await source(restarted).fetch(target, result.cursor)
@@ -485,3 +495,25 @@ async def test_an_unconfigured_x_says_what_to_set(tmp_path: Path, x_server: XSer
         assert x_server.requests == []
     finally:
         await net.aclose()
+
+
+async def test_the_old_read_count_file_is_imported_once(
+    make: Make, x_server: XServer, clock: ShiftedClock, tmp_path: Path
+) -> None:
+    import json
+
+    today = clock.now().date().isoformat()
+    old = tmp_path / "x-reads.json"
+    old.write_text(json.dumps({"day": today, "reads": 2, "posts": 7}), encoding="utf-8")
+    net = make(max_reads_per_day=3)
+    assert "no reads since the start yet (daily cap 3)" in net.status_lines()[0]
+    target = await follow(net)
+    assert net.status_lines()[0].startswith("x: 3 of 3 daily reads used, 7 posts received")
+    assert not old.exists()
+    assert (tmp_path / "x-reads.json.imported").exists()
+
+    old.write_text(json.dumps({"day": today, "reads": 0}), encoding="utf-8")  # a stale copy
+    restarted = make(max_reads_per_day=3)
+    assert (await source(restarted).fetch(target, "1")).not_modified, "the database wins"
+    assert restarted.api.budget.reads == 3
+    assert len(gets(x_server)) == 1

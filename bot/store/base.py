@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -56,6 +56,17 @@ class HealthMinute:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthDay:
+    """One network's outcome count for one UTC day (`day`: days since the epoch)."""
+
+    network: str
+    day: int
+    outcome: str
+    count: int
+    latency_sum: float
+
+
+@dataclass(frozen=True, slots=True)
 class HealthHost:
     network: str
     host: str
@@ -96,6 +107,7 @@ class PostTarget:
     url: str = ""
     error: str = ""
     not_before: float = 0.0
+    parts: tuple[str, ...] = ()  # native ids published so far, for a thread
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +123,18 @@ class Postback:
     decided_at: float | None = None
     request_ref: str = ""
     targets: tuple[PostTarget, ...] = ()
+    thread: bool = False  # split into a reply chain where a network's limit needs it
+
+
+@dataclass(frozen=True, slots=True)
+class Retraction:
+    """A chat message whose post was deleted upstream, still to be removed or marked."""
+
+    channel_id: int
+    channel: ChannelRef
+    post_uid: str
+    message_ref: str
+    attempts: int = 0
 
 
 class Store(Protocol):
@@ -223,7 +247,14 @@ class Store(Protocol):
     async def recent_outages(self, limit: int) -> list[StoredOutage]: ...
 
     async def create_postback(
-        self, channel: ChannelRef, author: str, draft: Draft, networks: Sequence[str], state: str
+        self,
+        channel: ChannelRef,
+        author: str,
+        draft: Draft,
+        networks: Sequence[str],
+        state: str,
+        *,
+        thread: bool = False,
     ) -> Postback:
         """Store the post and one pending target per network before anything is sent."""
         ...
@@ -250,3 +281,64 @@ class Store(Protocol):
     async def last_postback(self, channel: ChannelRef, author: str) -> Postback | None: ...
 
     async def postbacks_since(self, author: str, since: float) -> int: ...
+
+    async def retract(
+        self, uids: Sequence[str], *, known_only: bool = False, held: Collection[int] = ()
+    ) -> list[Retraction]:
+        """Posts deleted upstream: in one transaction, remember them (tombstones), drop
+        their rows still waiting in the outbox (except the `held` row ids a sender has in
+        hand), and queue a retraction for each message that carried one (digests
+        excepted). Returns only retractions not queued before, so a repeated delete does
+        nothing. `known_only`: only uids already tombstoned, nothing dropped (for
+        deliveries recorded after their post's delete arrived)."""
+        ...
+
+    async def pending_retractions(self) -> list[Retraction]: ...
+
+    async def settle_retraction(
+        self, channel_id: int, post_uid: str, *, done: bool, error: str = ""
+    ) -> None:
+        """Mark a retraction done, or count a failed attempt and keep it pending."""
+        ...
+
+    async def thread_ref(self, channel_id: int, post_uid: str) -> str | None:
+        """The message that carried `post_uid` in this channel, to reply under; None when
+        it was not delivered there, went out in a digest, or was retracted."""
+        ...
+
+    async def save_installation(
+        self, platform: str, enterprise_id: str, team_id: str, data: Mapping[str, object]
+    ) -> None:
+        """Keep (or replace) a chat app's installation in one workspace; '' for none."""
+        ...
+
+    async def find_installation(
+        self, platform: str, enterprise_id: str | None, team_id: str
+    ) -> dict[str, object] | None:
+        """The installation saved for this team (and enterprise; None: any), or None."""
+        ...
+
+    async def delete_installation(self, platform: str, enterprise_id: str, team_id: str) -> bool:
+        """Forget an installation (uninstalled, tokens revoked); True if there was one."""
+        ...
+
+    async def plugin_state_get(self, namespace: str, key: str) -> str | None:
+        """A plugin's stored value for `key`, or None."""
+        ...
+
+    async def plugin_state_put(self, namespace: str, key: str, value: str | None) -> None:
+        """Store (committed before returning) or, with None, forget a plugin's value."""
+        ...
+
+    async def plugin_state_prune(self, namespace: str, before: float) -> int:
+        """Forget a plugin's values last written before `before` (epoch s); how many."""
+        ...
+
+    async def save_health_days(self, days: Sequence[HealthDay]) -> None:
+        """Add per-day outcome counts (summed with what is there), at each health flush."""
+        ...
+
+    async def health_days(self, since_day: int) -> list[HealthDay]:
+        """Per network, day and outcome since `since_day`: the status page's 30 days,
+        a few hundred rows however many hosts there are."""
+        ...

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import sqlite3
+import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from importlib import resources
@@ -24,18 +26,22 @@ import msgspec
 from bot.model import ChannelRef, Filters, RichMessage, Subscription, Target, TargetKind
 from bot.protocols import Draft
 from bot.store.base import (
+    HealthDay,
     HealthHost,
     HealthMinute,
     NewOutboxRow,
     OutboxItem,
     Postback,
     PostTarget,
+    Retraction,
     StoredNotice,
     StoredOutage,
     StoredResource,
 )
+from bot.store.sqlite_batch import AdmitBatcher, OpBatcher
 
 MIRROR_PRINT_TTL_S = 7 * 24 * 3600
+HEALTH_DAYS_KEPT = 400  # per-day health rows are few: a year of history costs nothing
 _CHUNK = 400  # rows per multi-row statement, well under SQLite's variable limit
 _encoder = msgspec.json.Encoder()
 _message_decoder = msgspec.json.Decoder(RichMessage)
@@ -61,6 +67,10 @@ class SqliteStore:
         self.path = path
         self._db: aiosqlite.Connection | None = None
         self._write_lock = PriorityLock()
+        # Group commit for the hot write paths (see bot/store/sqlite_batch.py).
+        self._admits = AdmitBatcher(lambda: self._write_lock.hold())
+        self._writes = OpBatcher(lambda: self._write_lock.hold())
+        self._urgent_writes = OpBatcher(lambda: self._write_lock.hold(urgent=True))
         self._channels: dict[int, ChannelRef] = {}
         self._new_channels: dict[int, ChannelRef] = {}  # cached only once committed
 
@@ -241,15 +251,39 @@ class SqliteStore:
         "FROM subscriptions s JOIN resources r ON r.id = s.resource_id "
     )
 
-    def _sub_from_row(self, row: Any) -> Subscription:
+    def _sub_from_row(self, row: Any, memo: dict[Any, Any] | None = None) -> Subscription:
+        """One subscription from a `_SUB_SELECT` row.
+
+        With `memo` (one dict per bulk load), equal values share one object: every
+        row otherwise brings its own copy of the network name, filters, author and
+        timestamp, which at 100,000 subscriptions is most of their memory. All of
+        them are immutable, so sharing is invisible to callers.
+        """
+        key, display = row[4], row[5]
+        target = Target(
+            sys.intern(row[2]), TargetKind(row[3]), key, key if display == key else display
+        )
+        if memo is None:
+            filters = _filters_decoder.decode(row[6])
+            created_by, created_at = row[8], datetime.fromisoformat(row[9])
+        else:
+            filters = memo.get(("f", row[6]))
+            if filters is None:
+                filters = memo[("f", row[6])] = _filters_decoder.decode(row[6])
+            created_by = memo.setdefault(("b", row[8]), row[8])
+            created_at = memo.get(("t", row[9]))
+            if created_at is None:
+                created_at = memo[("t", row[9])] = datetime.fromisoformat(row[9])
         return Subscription(
             id=int(row[0]),
             channel=self._channel(int(row[1])),
-            target=Target(row[2], TargetKind(row[3]), row[4], row[5]),
-            filters=_filters_decoder.decode(row[6]),
-            interval_s=float(row[7]),
-            created_by=row[8],
-            created_at=datetime.fromisoformat(row[9]),
+            target=target,
+            filters=filters,
+            interval_s=float(row[7])
+            if memo is None
+            else memo.setdefault(("i", row[7]), float(row[7])),
+            created_by=created_by,
+            created_at=created_at,
             paused_reason=row[10],
             mirror_of=None if row[11] is None else int(row[11]),
         )
@@ -314,15 +348,23 @@ class SqliteStore:
             ]
 
     async def load_followers(self) -> list[tuple[StoredResource, Subscription, int]]:
+        out: list[tuple[StoredResource, Subscription, int]] = []
+        memo: dict[Any, Any] = {}
         async with self.db.execute(
             self._SUB_SELECT.replace("SELECT ", "SELECT r.id, r.cursor, ", 1)
             + "WHERE s.paused_reason = '' ORDER BY s.id"
         ) as cur:
-            rows = await cur.fetchall()
-        out = []
-        for row in rows:
-            sub = self._sub_from_row(row[2:])
-            out.append((StoredResource(int(row[0]), sub.target, row[1]), sub, int(row[3])))
+            # In chunks: the raw rows are several times the size of what is kept,
+            # and freed rows interleaved with kept objects would stay in RSS.
+            while rows := await cur.fetchmany(512):
+                for row in rows:
+                    sub = self._sub_from_row(row[2:], memo)
+                    channel_id = memo.setdefault(("c", row[3]), int(row[3]))
+                    out.append((StoredResource(int(row[0]), sub.target, row[1]), sub, channel_id))
+                del rows
+        # The bulk read filled SQLite's page cache (up to 2 MiB) with pages that the
+        # running bot rarely reads again; give that memory back.
+        await self.db.execute("PRAGMA shrink_memory")
         return out
 
     async def resume_subscription(self, channel: ChannelRef, sub_id: int) -> Subscription | None:
@@ -444,11 +486,23 @@ class SqliteStore:
     ) -> list[OutboxItem]:
         if not keys:
             return []
-        async with self._transaction() as db:
-            fresh = await self._insert_seen(db, resource_id, keys, versions)
-            if not fresh:
-                return []
-            return await self._insert_outbox(db, build(fresh))
+        # Group commit: admits that queue up meanwhile share one transaction and two
+        # thread round trips (bot/store/sqlite_batch.py); same statements as above.
+        inserted = await self._admits.admit(self.db, resource_id, keys, build, versions)
+        return [
+            OutboxItem(
+                id=item_id,
+                channel_id=new.channel_id,
+                channel=self._channel(new.channel_id),
+                subscription_id=new.subscription_id,
+                post_uid=new.post_uid,
+                message=new.message,
+                state="pending",
+                attempts=0,
+                not_before=0.0,
+            )
+            for item_id, new in inserted
+        ]
 
     async def edited(
         self, resource_id: int, versions: Mapping[str, str]
@@ -497,8 +551,12 @@ class SqliteStore:
         return found
 
     async def set_cursor(self, resource_id: int, cursor: str | None) -> None:
-        async with self._transaction() as db:
-            await db.execute("UPDATE resources SET cursor = ? WHERE id = ?", (cursor, resource_id))
+        await self._writes.run(
+            self.db,
+            lambda conn: conn.execute(
+                "UPDATE resources SET cursor = ? WHERE id = ?", (cursor, resource_id)
+            ),
+        )
 
     async def pending_outbox(self) -> list[OutboxItem]:
         async with self.db.execute(
@@ -522,24 +580,31 @@ class SqliteStore:
             ]
 
     async def mark_sending(self, ids: Sequence[int], digest_key: str = "") -> None:
-        async with self._transaction(urgent=True) as db:
+        def write(conn: sqlite3.Connection) -> None:
             for chunk in _chunks(ids):
                 marks = ",".join("?" * len(chunk))
-                await db.execute(
+                conn.execute(
                     "UPDATE outbox SET state = 'sending', attempts = attempts + 1, "  # noqa: S608
                     f"digest_key = ? WHERE id IN ({marks})",
                     [digest_key, *chunk],
                 )
 
+        await self._urgent_writes.run(self.db, write)
+
     async def record_deliveries(self, delivered: Sequence[tuple[OutboxItem, str]]) -> None:
         now = time.time()
-        async with self._transaction(urgent=True) as db:
-            await db.executemany(
+        rows = [(i.channel_id, i.post_uid, ref, i.subscription_id, now) for i, ref in delivered]
+        ids = [(i.id,) for i, _ in delivered]
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany(
                 "INSERT INTO deliveries (channel_id, post_uid, message_ref, subscription_id, "
                 "delivered_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                [(i.channel_id, i.post_uid, ref, i.subscription_id, now) for i, ref in delivered],
+                rows,
             )
-            await db.executemany("DELETE FROM outbox WHERE id = ?", [(i.id,) for i, _ in delivered])
+            conn.executemany("DELETE FROM outbox WHERE id = ?", ids)
+
+        await self._urgent_writes.run(self.db, write)
 
     async def defer(self, item_id: int, not_before: float, error: str) -> None:
         async with self._transaction() as db:
@@ -690,17 +755,27 @@ class SqliteStore:
 
     # --- post-back --------------------------------------------------------------------
 
-    _TARGET_COLUMNS = frozenset({"state", "attempts", "native_id", "url", "error", "not_before"})
+    _TARGET_COLUMNS = frozenset(
+        {"state", "attempts", "native_id", "url", "error", "not_before", "parts"}
+    )
 
     async def create_postback(
-        self, channel: ChannelRef, author: str, draft: Draft, networks: Sequence[str], state: str
+        self,
+        channel: ChannelRef,
+        author: str,
+        draft: Draft,
+        networks: Sequence[str],
+        state: str,
+        *,
+        thread: bool = False,
     ) -> Postback:
         now = time.time()
         async with self._transaction() as db:
             channel_id = await self._ensure_channel(db, channel)
             async with db.execute(
                 "INSERT INTO postbacks (channel_id, author, text, reply_to, quote_of, "
-                "content_warning, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                "content_warning, state, created_at, thread) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "RETURNING id",
                 (
                     channel_id,
                     author,
@@ -710,14 +785,15 @@ class SqliteStore:
                     draft.content_warning,
                     state,
                     now,
+                    int(thread),
                 ),
             ) as cur:
                 row = await cur.fetchone()
             assert row is not None
             postback_id = int(row[0])
             await db.executemany(
-                "INSERT INTO postback_targets (postback_id, network) VALUES (?, ?)",
-                [(postback_id, network) for network in networks],
+                "INSERT INTO postback_targets (postback_id, network, position) VALUES (?, ?, ?)",
+                [(postback_id, network, n) for n, network in enumerate(networks)],
             )
         found = await self.get_postback(postback_id)
         assert found is not None
@@ -725,7 +801,7 @@ class SqliteStore:
 
     _POSTBACK_SELECT = (
         "SELECT id, channel_id, author, text, reply_to, quote_of, content_warning, state, "
-        "created_at, decided_by, decided_at, request_ref FROM postbacks "
+        "created_at, decided_by, decided_at, request_ref, thread FROM postbacks "
     )
 
     async def _postbacks(self, where: str, params: tuple[object, ...]) -> list[Postback]:
@@ -734,11 +810,23 @@ class SqliteStore:
         found = []
         for r in rows:
             async with self.db.execute(
-                "SELECT network, state, attempts, native_id, url, error, not_before "
-                "FROM postback_targets WHERE postback_id = ? ORDER BY network",
+                "SELECT network, state, attempts, native_id, url, error, not_before, parts "
+                "FROM postback_targets WHERE postback_id = ? ORDER BY position, network",
                 (r[0],),
             ) as cur:
-                targets = tuple(PostTarget(*t) for t in await cur.fetchall())
+                targets = tuple(
+                    PostTarget(
+                        t[0],
+                        t[1],
+                        t[2],
+                        t[3],
+                        t[4],
+                        t[5],
+                        t[6],
+                        tuple(filter(None, t[7].split("\n"))),
+                    )
+                    for t in await cur.fetchall()
+                )
             found.append(
                 Postback(
                     id=int(r[0]),
@@ -752,6 +840,7 @@ class SqliteStore:
                     decided_at=r[10],
                     request_ref=r[11],
                     targets=targets,
+                    thread=bool(r[12]),
                 )
             )
         return found
@@ -794,8 +883,9 @@ class SqliteStore:
     async def add_target(self, postback_id: int, network: str) -> None:
         async with self._transaction() as db:
             await db.execute(
-                "INSERT INTO postback_targets (postback_id, network) VALUES (?, ?) "
-                "ON CONFLICT DO NOTHING",
+                "INSERT INTO postback_targets (postback_id, network, position) "
+                "SELECT ?1, ?2, coalesce(max(position), -1) + 1 FROM postback_targets "
+                "WHERE postback_id = ?1 ON CONFLICT DO NOTHING",
                 (postback_id, network),
             )
 
@@ -822,6 +912,165 @@ class SqliteStore:
         ) as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
+
+    # --- upstream deletes and threads ------------------------------------------------
+
+    async def retract(
+        self, uids: Sequence[str], *, known_only: bool = False, held: Collection[int] = ()
+    ) -> list[Retraction]:
+        unique = list(dict.fromkeys(uids))
+        found: list[Retraction] = []
+        if not unique:
+            return found
+        now = time.time()
+        async with self._transaction() as db:
+            for chunk in _chunks(unique):
+                marks = ",".join("?" * len(chunk))
+                if known_only:
+                    which = f"SELECT post_uid FROM tombstones WHERE post_uid IN ({marks})"  # noqa: S608
+                else:
+                    await db.executemany(
+                        "INSERT INTO tombstones (post_uid, at) VALUES (?, ?) "
+                        "ON CONFLICT DO NOTHING",
+                        [(uid, now) for uid in chunk],
+                    )
+                    # Rows a sender holds in memory stay: deleting one would let SQLite
+                    # give its id to a new row while the sender still acts on the old.
+                    waiting = await db.execute_fetchall(
+                        f"SELECT id FROM outbox WHERE state = 'pending' AND post_uid IN ({marks})",  # noqa: S608
+                        chunk,
+                    )
+                    await db.executemany(
+                        "DELETE FROM outbox WHERE id = ?",
+                        [(row[0],) for row in waiting if row[0] not in held],
+                    )
+                    which = marks
+                # A message that carried a digest of several posts is left alone.
+                rows = await db.execute_fetchall(
+                    "INSERT INTO retractions (channel_id, post_uid, message_ref) "  # noqa: S608
+                    "SELECT d.channel_id, d.post_uid, d.message_ref FROM deliveries d "
+                    f"WHERE d.post_uid IN ({which}) AND (SELECT count(*) FROM deliveries o "
+                    "WHERE o.channel_id = d.channel_id AND o.message_ref = d.message_ref) = 1 "
+                    "ON CONFLICT DO NOTHING RETURNING channel_id, post_uid, message_ref",
+                    chunk,
+                )
+                found += [Retraction(int(r[0]), self._channel(int(r[0])), r[1], r[2]) for r in rows]
+        return found
+
+    async def pending_retractions(self) -> list[Retraction]:
+        rows = await self.db.execute_fetchall(
+            "SELECT channel_id, post_uid, message_ref, attempts FROM retractions "
+            "WHERE state = 'pending'"
+        )
+        return [
+            Retraction(int(r[0]), self._channel(int(r[0])), r[1], r[2], int(r[3])) for r in rows
+        ]
+
+    async def settle_retraction(
+        self, channel_id: int, post_uid: str, *, done: bool, error: str = ""
+    ) -> None:
+        async with self._transaction(urgent=True) as db:
+            await db.execute(
+                "UPDATE retractions SET state = ?, attempts = attempts + 1, last_error = ? "
+                "WHERE channel_id = ? AND post_uid = ?",
+                ("done" if done else "pending", error[:500], channel_id, post_uid),
+            )
+
+    async def thread_ref(self, channel_id: int, post_uid: str) -> str | None:
+        rows = await self.db.execute_fetchall(
+            "SELECT message_ref FROM deliveries d WHERE channel_id = ? AND post_uid = ? "
+            "AND NOT EXISTS (SELECT 1 FROM retractions r "
+            "WHERE r.channel_id = d.channel_id AND r.post_uid = d.post_uid)",
+            (channel_id, post_uid),
+        )
+        for row in rows:
+            return str(row[0])
+        return None
+
+    async def save_installation(
+        self, platform: str, enterprise_id: str, team_id: str, data: Mapping[str, object]
+    ) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO installations (platform, enterprise_id, team_id, data, installed_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (platform, enterprise_id, team_id)"
+                " DO UPDATE SET data = excluded.data, installed_at = excluded.installed_at",
+                (platform, enterprise_id, team_id, _encoder.encode(dict(data)), time.time()),
+            )
+
+    async def find_installation(
+        self, platform: str, enterprise_id: str | None, team_id: str
+    ) -> dict[str, object] | None:
+        async with self.db.execute(
+            "SELECT data FROM installations WHERE platform = ? AND team_id = ?"
+            " AND (? IS NULL OR enterprise_id = ?) ORDER BY installed_at DESC LIMIT 1",
+            (platform, team_id, enterprise_id, enterprise_id),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        data = msgspec.json.decode(row[0])
+        return data if isinstance(data, dict) else None
+
+    async def delete_installation(self, platform: str, enterprise_id: str, team_id: str) -> bool:
+        async with self._transaction() as db:
+            cur = await db.execute(
+                "DELETE FROM installations"
+                " WHERE platform = ? AND enterprise_id = ? AND team_id = ?",
+                (platform, enterprise_id, team_id),
+            )
+            return cur.rowcount > 0
+
+    async def plugin_state_get(self, namespace: str, key: str) -> str | None:
+        async with self.db.execute(
+            "SELECT value FROM plugin_state WHERE namespace = ? AND key = ?", (namespace, key)
+        ) as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
+
+    async def plugin_state_put(self, namespace: str, key: str, value: str | None) -> None:
+        async with self._transaction() as db:
+            if value is None:
+                await db.execute(
+                    "DELETE FROM plugin_state WHERE namespace = ? AND key = ?", (namespace, key)
+                )
+            else:
+                await db.execute(
+                    "INSERT INTO plugin_state (namespace, key, value, updated_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (namespace, key) DO UPDATE "
+                    "SET value = excluded.value, updated_at = excluded.updated_at",
+                    (namespace, key, value, time.time()),
+                )
+
+    async def plugin_state_prune(self, namespace: str, before: float) -> int:
+        async with self._transaction() as db:
+            cur = await db.execute(
+                "DELETE FROM plugin_state WHERE namespace = ? AND updated_at < ?",
+                (namespace, before),
+            )
+            return cur.rowcount
+
+    # --- health per day (the status page's 30 days) ---------------------------------
+
+    async def save_health_days(self, days: Sequence[HealthDay]) -> None:
+        async with self._transaction() as db:
+            await db.executemany(
+                "INSERT INTO health_days (network, day, outcome, count, latency_sum) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (network, day, outcome) DO UPDATE "
+                "SET count = count + excluded.count, "
+                "latency_sum = latency_sum + excluded.latency_sum",
+                [(d.network, d.day, d.outcome, d.count, d.latency_sum) for d in days],
+            )
+            cutoff = int(time.time() // 86400) - HEALTH_DAYS_KEPT
+            await db.execute("DELETE FROM health_days WHERE day < ?", (cutoff,))
+
+    async def health_days(self, since_day: int) -> list[HealthDay]:
+        async with self.db.execute(
+            "SELECT network, day, outcome, count, latency_sum FROM health_days "
+            "WHERE day >= ? ORDER BY day",
+            (since_day,),
+        ) as cur:
+            return [HealthDay(*row) for row in await cur.fetchall()]
 
 
 class PriorityLock:

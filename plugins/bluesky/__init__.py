@@ -19,6 +19,7 @@ from bot.config import PluginSettings, parse_plugin_config
 from bot.protocols import PluginContext, Publisher, Source
 from plugins.bluesky.convert import Links
 from plugins.bluesky.jetstream import JetstreamOptions
+from plugins.bluesky.linkcard import PageReader
 from plugins.bluesky.publisher import BlueskyPublisher
 from plugins.bluesky.session import Sessions
 from plugins.bluesky.source import BlueskySource
@@ -51,6 +52,7 @@ class BlueskySettings(PluginSettings):
     page_size: int = Field(default=50, ge=1, le=100)
     max_pages: int = Field(default=3, ge=1, le=20)
     persist_session: bool = True
+    link_cards: bool = True
     user_agent: str = f"Starling/{__version__} (relay for team chat)"
 
     @field_validator("jetstream", mode="before")
@@ -131,6 +133,13 @@ class BlueskyNetwork:
                 sessions=self.sessions,
                 web_url=settings.web_url,
                 account=f"@{settings.handle.strip().removeprefix('@')}",
+                cards=PageReader(
+                    allow_private=ctx.allow_private_addresses,
+                    user_agent=settings.user_agent,
+                    timeout_s=settings.connect_timeout_s,
+                )
+                if settings.link_cards
+                else None,
             )
             if self.sessions.configured
             else None

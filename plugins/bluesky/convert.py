@@ -15,12 +15,14 @@ from typing import Any
 from bot.model import Author, Media, Post
 from plugins.bluesky.ids import permalink, permalink_of_uri, profile_url, split_at_uri
 from plugins.bluesky.lexicon import (
+    POST_COLLECTION,
     REASON_REPOST,
     FeedViewPost,
     PostRecord,
     PostView,
     ProfileBasic,
     facets_of,
+    reply_of,
 )
 
 MAX_LINKS = 10
@@ -189,6 +191,7 @@ def from_view(network: str, item: FeedViewPost | PostView, links: Links) -> Post
         created_at=parse_time(record.created_at) or parse_time(view.indexed_at),
         is_reply=record.reply is not None,
         is_repost=is_repost,
+        reply_to_id="" if is_repost else parent_uri(record),
         is_quote=bool(quoted) and "/app.bsky.feed.post/" in quoted,
     )
 
@@ -206,7 +209,7 @@ def from_record(
     quoted = _quoted_uri(record.embed)
     return Post(
         network=network,
-        native_id=f"at://{did}/app.bsky.feed.post/{rkey}",
+        native_id=post_uri(did, rkey),
         author=author_of(profile, links),
         text=record.text,
         permalink=permalink(links.web_url, profile.handle, did, rkey),
@@ -217,4 +220,16 @@ def from_record(
         created_at=parse_time(record.created_at),
         is_reply=record.reply is not None,
         is_quote=bool(quoted) and "/app.bsky.feed.post/" in quoted,
+        reply_to_id=parent_uri(record),
     )
+
+
+def post_uri(did: str, rkey: str) -> str:
+    """A post's at:// URI: its `native_id`, whether it came from a feed or Jetstream."""
+    return f"at://{did}/{POST_COLLECTION}/{rkey}"
+
+
+def parent_uri(record: PostRecord) -> str:
+    """The at:// URI of the post this one replies to ("" for none or a malformed ref)."""
+    reply = reply_of(record)
+    return reply.parent.uri if reply is not None and reply.parent.uri.startswith("at://") else ""

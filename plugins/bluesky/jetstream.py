@@ -9,6 +9,11 @@ configured host and resumes from the oldest position minus `rewind_s`: hosts
 stamp `time_us` independently, so the rewind covers the few milliseconds they
 differ by, and the relay's dedupe drops what is replayed twice. Polling runs
 beside the stream and backfills anything older than a host still remembers.
+
+Reposts (`app.bsky.feed.repost`) carry only the reposted post's uri and cid, so
+they are held briefly and the posts fetched together (`app.bsky.feed.getPosts`,
+25 at a time) before they are relayed, marked as reposts by the followed account,
+just as polling shows them; the core's `--no-reposts` filter then applies.
 """
 
 from __future__ import annotations
@@ -24,23 +29,71 @@ from urllib.parse import urlencode, urlsplit
 
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import (
+    ConnectionClosed,
+    ConnectionClosedOK,
+    InvalidHandshake,
+    InvalidStatus,
+)
 
 from bot.clock import Clock
-from bot.errors import Outcome
-from bot.model import Target, TargetKind
+from bot.errors import Outcome, UpstreamError
+from bot.model import Post, Target, TargetKind, Tombstone
 from bot.protocols import HealthRecorder, PostSink
-from plugins.bluesky.convert import Links, from_record
+from plugins.bluesky.convert import Links, from_record, from_view, post_uri
 from plugins.bluesky.cursor import Position, decode, encode
 from plugins.bluesky.ids import is_did
-from plugins.bluesky.lexicon import POST_COLLECTION, JetstreamEvent, ProfileBasic
+from plugins.bluesky.lexicon import (
+    POST_COLLECTION,
+    REASON_REPOST,
+    FeedViewPost,
+    JetstreamEvent,
+    PostView,
+    ProfileBasic,
+    Reason,
+    StrongRef,
+)
 
 log = logging.getLogger(__name__)
 
 URL_DID_LIMIT = 100
+ALL_HOSTS = "all Jetstream hosts"  # the unit announced when every configured host is down
 STABLE_AFTER_S = 10.0
 
+REPOST_COLLECTION = "app.bsky.feed.repost"
+WANTED_COLLECTIONS = (POST_COLLECTION, REPOST_COLLECTION)
+REPOST_BATCH = 25  # the most URIs one `app.bsky.feed.getPosts` takes
+REPOST_WAIT_S = 0.25  # how long a repost waits for others to share its lookup
+
 ProfileLookup = Callable[[str], Awaitable[ProfileBasic]]
+PostsLookup = Callable[[list[str]], Awaitable[list[PostView]]]
+
+
+class _RepostRecord(msgspec.Struct, rename="camel"):
+    subject: StrongRef
+    created_at: str = ""
+
+
+class _RepostCommit(msgspec.Struct):
+    record: _RepostRecord
+
+
+class _RepostEvent(msgspec.Struct):
+    """The part of a repost event the general decoder drops: the subject."""
+
+    commit: _RepostCommit
+
+
+_repost_decoder = msgspec.json.Decoder(_RepostEvent)
+
+
+@dataclass(frozen=True, slots=True)
+class _Repost:
+    target: Target
+    time_us: int
+    subject: str  # the reposted post's at:// URI
+    by: str  # the followed account that reposted it
+    at: str  # when, as the repost record says
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +121,7 @@ class Jetstream:
         links: Links,
         positions: dict[str, Position],
         profile: ProfileLookup,
+        posts: PostsLookup | None = None,
     ) -> None:
         if not options.hosts:
             raise ValueError("at least one Jetstream host is needed")
@@ -78,11 +132,30 @@ class Jetstream:
         self._links = links
         self._positions = positions
         self._profile = profile
+        self._posts = posts  # None: reposts are left to polling
         self._decoder = msgspec.json.Decoder(JetstreamEvent)
         self._host_index = 0
         self._rewind_us = int(options.rewind_s * 1_000_000)
         self.connections = 0  # opened so far (tests and /status read it)
         self.current_host = ""
+
+    def host_names(self) -> list[str]:
+        """The hosts as the health record names them."""
+        return list(dict.fromkeys(urlsplit(url).netloc or url for url in self._options.hosts))
+
+    def host_pools(self) -> dict[str, list[str]]:
+        """Several hosts back each other up: only all of them down is an outage."""
+        hosts = self.host_names()
+        return {ALL_HOSTS: hosts} if len(hosts) > 1 else {}
+
+    def stream_host(self, target: Target) -> str | None:
+        """What a followed account's stream depends on: the pool, or the one host."""
+        if target.network != self._network or target.kind is not TargetKind.ACCOUNT:
+            return None
+        if not is_did(target.key):
+            return None
+        hosts = self.host_names()
+        return ALL_HOSTS if len(hosts) > 1 else hosts[0]
 
     async def run(
         self, targets: list[Target], cursors: Mapping[str, str | None], sink: PostSink
@@ -110,7 +183,7 @@ class Jetstream:
                 await self._clock.sleep(min(self._options.reconnect_max_s, 2.0 ** (rounds - 1)))
 
     def _subscribe_url(self, base: str, dids: list[str], cursor: int | None) -> str:
-        params: list[tuple[str, str]] = [("wantedCollections", POST_COLLECTION)]
+        params = [("wantedCollections", c) for c in self._collections()]
         if len(dids) <= URL_DID_LIMIT:
             params += [("wantedDids", did) for did in dids]
         else:
@@ -118,6 +191,9 @@ class Jetstream:
         if cursor is not None:
             params.append(("cursor", str(cursor)))
         return f"{base.rstrip('/')}/subscribe?{urlencode(params)}"
+
+    def _collections(self) -> tuple[str, ...]:
+        return WANTED_COLLECTIONS if self._posts is not None else (POST_COLLECTION,)
 
     def _resume_from(self, by_did: Mapping[str, Target]) -> int | None:
         known = [self._positions[t.resource_key].stream_us for t in by_did.values()]
@@ -151,7 +227,7 @@ class Jetstream:
         delivered = False
         try:
             if len(dids) > URL_DID_LIMIT:
-                await websocket.send(_options_update(dids))
+                await websocket.send(_options_update(dids, self._collections()))
             delivered = await self._read(websocket, host, by_did, sink)
             detail = "the host closed the stream"
         except ConnectionClosed as err:
@@ -172,8 +248,26 @@ class Jetstream:
     ) -> bool:
         delivered = False
         last_time_us = 0
+        reposts: list[_Repost] = []  # waiting for their posts, in stream order
         checkpoint_at = time.monotonic() + self._options.checkpoint_s
-        async for message in websocket:
+        # A stream that keeps flowing is a second success after the connect: it lets the
+        # outage work see a host recovered (a healthy stream records nothing else).
+        steady_at = time.monotonic() + min(STABLE_AFTER_S, self._options.checkpoint_s)
+        while True:
+            try:
+                if reposts:
+                    async with asyncio.timeout(REPOST_WAIT_S):
+                        message = await websocket.recv()
+                else:
+                    message = await websocket.recv()
+            except TimeoutError:
+                await self._flush_reposts(reposts, sink)  # a quiet moment: look them up
+                continue
+            except ConnectionClosedOK:
+                break
+            if steady_at and time.monotonic() >= steady_at:
+                steady_at = 0.0
+                self._health.record(self._network, host, Outcome.OK, detail="streaming steadily")
             try:
                 event = self._decoder.decode(message)
             except (msgspec.DecodeError, msgspec.ValidationError) as err:
@@ -188,9 +282,23 @@ class Jetstream:
                 and event.kind == "commit"
                 and commit is not None
                 and commit.operation == "create"
+                and commit.collection == REPOST_COLLECTION
+                and self._posts is not None
+            ):
+                repost = self._repost(target, event.did, event.time_us, message, host)
+                if repost is not None:
+                    reposts.append(repost)
+                if len(reposts) >= REPOST_BATCH:
+                    await self._flush_reposts(reposts, sink)
+            elif (
+                target is not None
+                and event.kind == "commit"
+                and commit is not None
+                and commit.operation == "create"
                 and commit.collection == POST_COLLECTION
                 and commit.record is not None
             ):
+                await self._flush_reposts(reposts, sink)  # what came first goes first
                 key = target.resource_key
                 position = self._positions.get(key, Position())
                 if event.time_us >= position.stream_us - self._rewind_us:
@@ -201,10 +309,66 @@ class Jetstream:
                     position = position.merged(Position(stream_us=event.time_us))
                     self._positions[key] = position
                     await sink(target, [post], encode(position))
+            elif (
+                target is not None
+                and commit is not None
+                and commit.operation == "delete"
+                and commit.collection == POST_COLLECTION
+                and commit.rkey
+            ):
+                await self._flush_reposts(reposts, sink)
+                # Only the post's identity is left; a replayed delete does nothing twice.
+                gone = Tombstone(self._network, post_uri(event.did, commit.rkey))
+                await sink(target, [], None, deleted=[gone])
             if time.monotonic() >= checkpoint_at:
+                await self._flush_reposts(reposts, sink)  # before positions move past them
                 await self._checkpoint(by_did, last_time_us, sink)
                 checkpoint_at = time.monotonic() + self._options.checkpoint_s
+        await self._flush_reposts(reposts, sink)
         return delivered
+
+    def _repost(
+        self, target: Target, did: str, time_us: int, message: str | bytes, host: str
+    ) -> _Repost | None:
+        """A followed account's repost, unless it is a replay already relayed."""
+        position = self._positions.get(target.resource_key, Position())
+        if time_us < position.stream_us - self._rewind_us:
+            return None
+        try:
+            record = _repost_decoder.decode(message).commit.record
+        except (msgspec.DecodeError, msgspec.ValidationError) as err:
+            self._health.record(self._network, host, Outcome.PARSE, detail=str(err)[:200])
+            return None
+        if f"/{POST_COLLECTION}/" not in record.subject.uri:
+            return None  # not a post (a malformed record): nothing to show
+        return _Repost(target, time_us, record.subject.uri, did, record.created_at)
+
+    async def _flush_reposts(self, reposts: list[_Repost], sink: PostSink) -> None:
+        """Fetch the reposted posts in one lookup and relay each as its reposter's."""
+        if not reposts or self._posts is None:
+            return
+        batch = list(reposts)
+        reposts.clear()
+        try:
+            views = await self._posts(list(dict.fromkeys(r.subject for r in batch)))
+        except UpstreamError as err:
+            # The stream moves on; polling (author feeds list reposts) fills the gap.
+            log.info("could not fetch %d reposted posts (%s); polling will", len(batch), err)
+            views = []
+        found = {view.uri: view for view in views}
+        for repost in batch:
+            key = repost.target.resource_key
+            position = self._positions.get(key, Position()).merged(
+                Position(stream_us=repost.time_us)
+            )
+            self._positions[key] = position
+            posts: list[Post] = []
+            view = found.get(repost.subject)
+            if view is not None:  # None: deleted, or hidden from the AppView
+                by = await self._profile(repost.by)
+                reason = Reason(type=REASON_REPOST, by=by, indexed_at=repost.at)
+                posts.append(from_view(self._network, FeedViewPost(view, reason), self._links))
+            await sink(repost.target, posts, encode(position))
 
     async def _checkpoint(self, by_did: Mapping[str, Target], time_us: int, sink: PostSink) -> None:
         """Move quiet accounts' positions up to what the stream has passed, so a
@@ -237,8 +401,8 @@ class Jetstream:
         )
 
 
-def _options_update(dids: list[str]) -> str:
-    payload = {"wantedCollections": [POST_COLLECTION], "wantedDids": dids}
+def _options_update(dids: list[str], collections: tuple[str, ...]) -> str:
+    payload = {"wantedCollections": list(collections), "wantedDids": dids}
     return msgspec.json.encode({"type": "options_update", "payload": payload}).decode()
 
 

@@ -142,6 +142,12 @@ class Empty(msgspec.Struct):
     pass
 
 
+class UploadedBlob(msgspec.Struct):
+    """`com.atproto.repo.uploadBlob`'s answer; the blob ref goes into a record as is."""
+
+    blob: dict[str, Any]
+
+
 # --- Jetstream ------------------------------------------------------------------------
 
 

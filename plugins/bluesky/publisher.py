@@ -8,6 +8,7 @@ again before giving up, because a write can succeed even when its answer is lost
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,12 +29,16 @@ from plugins.bluesky.lexicon import (
     PostView,
     ResolvedHandle,
     StoredRecord,
+    UploadedBlob,
     WrittenRecord,
     reply_of,
 )
+from plugins.bluesky.linkcard import PageReader
 from plugins.bluesky.richtext import build_facets, check_length, length_problems
 from plugins.bluesky.session import Sessions
 from plugins.bluesky.xrpc import Xrpc, XrpcError
+
+log = logging.getLogger(__name__)
 
 
 def post_text(draft: Draft) -> str:
@@ -47,8 +52,16 @@ class BlueskyPublisher:
     """`Publisher` and `Preparer`; exists only when an account is configured."""
 
     def __init__(
-        self, *, service: Xrpc, appview: Xrpc, sessions: Sessions, web_url: str, account: str
+        self,
+        *,
+        service: Xrpc,
+        appview: Xrpc,
+        sessions: Sessions,
+        web_url: str,
+        account: str,
+        cards: PageReader | None = None,
     ) -> None:
+        self._cards = cards  # None: no link cards (`link_cards = false`)
         self._service = service
         self._appview = appview
         self._sessions = sessions
@@ -86,6 +99,10 @@ class BlueskyPublisher:
                 "$type": "app.bsky.embed.record",
                 "record": {"uri": quoted.uri, "cid": quoted.cid},
             }
+        elif (link := first_link(facets)) and self._cards is not None:
+            card = await self._link_card(link)
+            if card is not None:
+                record["embed"] = card
         body = {"repo": did, "collection": POST_COLLECTION, "rkey": rkey, "record": record}
 
         async def create(token: str) -> WrittenRecord:
@@ -120,6 +137,34 @@ class BlueskyPublisher:
 
         await self._sessions.call(remove)
 
+    async def _own_post(self, ref: str) -> StoredRecord | None:
+        """A post of the team's own account, read from its PDS, which has it as soon as it
+        is written; the AppView indexes it a moment later. None for anyone else's post."""
+        if not ref.startswith("at://"):
+            return None
+        actor, rkey = post_ref_from_input(ref)
+        did = await self._sessions.did()
+        if actor != did:
+            return None
+        params: dict[str, str | int | list[str]] = {
+            "repo": did,
+            "collection": POST_COLLECTION,
+            "rkey": rkey,
+        }
+
+        async def get(token: str) -> StoredRecord:
+            return await self._service.query(
+                "com.atproto.repo.getRecord", params, StoredRecord, token=token
+            )
+
+        try:
+            found = await self._sessions.call(get)
+        except XrpcError as err:
+            if err.error == "RecordNotFound" or err.status == 404:
+                raise UserError(f"the post {ref} was not found; it may have been deleted") from None
+            raise
+        return found if found.cid else None
+
     async def _exists(self, did: str, rkey: str) -> bool:
         params: dict[str, str | int | list[str]] = {
             "repo": did,
@@ -140,6 +185,33 @@ class BlueskyPublisher:
                 return False
             raise
         return True
+
+    async def _link_card(self, url: str) -> dict[str, Any] | None:
+        """`app.bsky.embed.external` for `url`, its picture uploaded; None if the page has none."""
+        assert self._cards is not None
+        found = await self._cards.card(url)
+        if found is None:
+            return None
+        page, thumb = found
+        external: dict[str, Any] = {
+            "uri": page.url,
+            "title": page.title,
+            "description": page.description,
+        }
+        if thumb is not None:
+
+            async def upload(token: str) -> UploadedBlob:
+                return await self._service.upload(
+                    "com.atproto.repo.uploadBlob", thumb.data, thumb.mime, UploadedBlob, token=token
+                )
+
+            try:
+                external["thumb"] = (await self._sessions.call(upload)).blob
+            except XrpcError as err:
+                if err.outcome in (Outcome.AUTH, Outcome.RATE_LIMITED):
+                    raise
+                log.info("link card without its picture: %s", err)
+        return {"$type": "app.bsky.embed.external", "external": external}
 
     async def _resolve_handle(self, handle: str) -> str | None:
         try:
@@ -165,11 +237,27 @@ class BlueskyPublisher:
         return found.posts[0]
 
     async def _reply_ref(self, ref: str) -> dict[str, Any]:
+        own = await self._own_post(ref)
+        if own is not None:  # e.g. the previous part of a thread, not indexed yet
+            parent_ref = {"uri": own.uri, "cid": own.cid}
+            root = (own.value.get("reply") or {}).get("root")
+            if isinstance(root, dict) and root.get("uri") and root.get("cid"):
+                return {"root": {"uri": root["uri"], "cid": root["cid"]}, "parent": parent_ref}
+            return {"root": parent_ref, "parent": parent_ref}
         parent = await self._post(ref)
         parent_ref = {"uri": parent.uri, "cid": parent.cid}
         thread = reply_of(parent.record)
         root = {"uri": thread.root.uri, "cid": thread.root.cid} if thread else parent_ref
         return {"root": root, "parent": parent_ref}
+
+
+def first_link(facets: list[dict[str, Any]]) -> str:
+    """The first link of the text (facets are in text order), or ""."""
+    for facet in facets:
+        for feature in facet.get("features", []):
+            if feature.get("$type") == "app.bsky.richtext.facet#link" and feature.get("uri"):
+                return str(feature["uri"])
+    return ""
 
 
 def _now_iso() -> str:

@@ -62,6 +62,7 @@ class Sessions:
         self._session: Session | None = None
         self._lock = asyncio.Lock()
         self._login_refused_at: float | None = None
+        self._login_wait_until = 0.0  # monotonic; set by a 429 on createSession
         self.logins = 0
         self.refreshes = 0
 
@@ -129,6 +130,13 @@ class Sessions:
             raise UpstreamError(
                 Outcome.AUTH, "Bluesky refused the configured handle and app password"
             )
+        if now < self._login_wait_until:
+            wait = self._login_wait_until - now
+            raise UpstreamError(
+                Outcome.RATE_LIMITED,
+                f"Bluesky limits logins; Starling tries again in {wait:.0f} s",
+                retry_after_s=wait,
+            )
         try:
             session = await self._service.procedure(
                 "com.atproto.server.createSession",
@@ -144,6 +152,9 @@ class Sessions:
                     "[bluesky] handle and app_password",
                     status=err.status,
                 ) from None
+            if err.outcome is Outcome.RATE_LIMITED:
+                # 30 logins per 5 minutes: asking again before the reset only burns more.
+                self._login_wait_until = now + (err.retry_after_s or LOGIN_COOLDOWN_S)
             raise
         self.logins += 1
         self._login_refused_at = None

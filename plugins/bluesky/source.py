@@ -24,6 +24,8 @@ from plugins.bluesky.lexicon import (
     REASON_REPOST,
     AuthorFeed,
     FeedViewPost,
+    Posts,
+    PostView,
     ProfileBasic,
     SearchResult,
 )
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 
 MAX_SEARCH_CHARS = 300
 PROFILE_CACHE = 50_000
+GET_POSTS_MAX = 25
 
 
 def _sort_time(item: FeedViewPost) -> str:
@@ -77,6 +80,7 @@ class BlueskySource:
             links=links,
             positions=self.positions,
             profile=self.profile,
+            posts=self.posts,
         )
 
     # --- resolve ------------------------------------------------------------------------
@@ -198,12 +202,31 @@ class BlueskySource:
         self._remember(profile)
         return profile
 
+    async def posts(self, uris: list[str]) -> list[PostView]:
+        """Posts by at:// URI from the AppView, 25 a call (what a streamed repost names)."""
+        views: list[PostView] = []
+        for start in range(0, len(uris), GET_POSTS_MAX):
+            chunk = uris[start : start + GET_POSTS_MAX]
+            found = await self._appview.query("app.bsky.feed.getPosts", {"uris": chunk}, Posts)
+            for view in found.posts:
+                self._remember(view.author)
+            views += found.posts
+        return views
+
     # --- stream -------------------------------------------------------------------------
 
     async def stream(
         self, targets: list[Target], cursors: Mapping[str, str | None], sink: PostSink
     ) -> None:
         await self.jetstream.run(targets, cursors, sink)
+
+    def host_pools(self) -> dict[str, list[str]]:
+        """For the outage work: several Jetstream hosts back each other up."""
+        return self.jetstream.host_pools()
+
+    def stream_host(self, target: Target) -> str | None:
+        """For the outage work: the Jetstream host (or pool) a followed account streams from."""
+        return self.jetstream.stream_host(target)
 
 
 def _micros(when: datetime) -> int:

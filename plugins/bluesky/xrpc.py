@@ -91,6 +91,14 @@ class Xrpc:
     ) -> T:
         return await self._call("POST", nsid, into, body=body, token=token)
 
+    async def upload(
+        self, nsid: str, data: bytes, content_type: str, into: type[T], *, token: str
+    ) -> T:
+        """A procedure whose input is raw bytes (`com.atproto.repo.uploadBlob`)."""
+        return await self._call(
+            "POST", nsid, into, raw_body=data, content_type=content_type, token=token
+        )
+
     async def _call(
         self,
         method: str,
@@ -99,12 +107,16 @@ class Xrpc:
         *,
         params: Params | None = None,
         body: Mapping[str, Any] | None = None,
+        raw_body: bytes | None = None,
+        content_type: str = "",
         token: str | None,
     ) -> T:
         url = f"{self.base_url}/xrpc/{nsid}"
         headers = {"authorization": f"Bearer {token}"} if token else {}
-        content = None
-        if body is not None:
+        content = raw_body
+        if raw_body is not None:
+            headers["content-type"] = content_type
+        elif body is not None:
             content = msgspec.json.encode(body)
             headers["content-type"] = "application/json"
         started = time.monotonic()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from bot.dispatch import chat_network
 from bot.errors import ChatError, Outcome
 from bot.model import ChannelRef, RichMessage
 from bot.protocols import CommandService, HealthRecorder
+from plugins.discord.buttons import edit_view, send_view
 from plugins.discord.client import StarlingClient
 from plugins.discord.embeds import (
     FooterMatch,
@@ -42,8 +44,13 @@ log = logging.getLogger(__name__)
 
 NONE = discord.AllowedMentions.none()
 WEBHOOK_NAME = "Starling"
-FORUM_SCAN = 10  # newest forum posts looked at by find_sent
+FORUM_SCAN = 10  # most recently active forum posts looked at by find_sent
+JUMP_URL = "https://discord.com/channels/{guild}/{channel}/{message}"
+REPLY_LINE = "\u21aa Reply to {link}"  # a webhook cannot set `message_reference`
+FIND_PAGES = 10  # history pages find_sent reads: `history_scan`, then up to 9 × 100 more
+FIND_MAX_AGE_S = 172_800.0  # …and never further back than two days
 BAD_TOKEN_CLOSE = 4004  # the gateway's "Authentication failed"
+GONE_CODES = frozenset({10003, 10008})  # Unknown Channel, Unknown Message: deleted already
 
 PlaceKind = Literal["text", "thread", "forum"]
 HookParent = (
@@ -111,6 +118,7 @@ class DiscordChat:
         )
         for command in build_commands(self._bridge):
             self.client.tree.add_command(command)
+        self.client.component_handler = self._bridge.click
         self._login_lock = asyncio.Lock()
         self._logged_in = False
         self._closing = False
@@ -209,7 +217,7 @@ class DiscordChat:
             if ref.webhook_id is None:
                 partial = self.client.get_partial_messageable(ref.channel_id)
                 await partial.get_partial_message(ref.message_id).edit(
-                    embeds=embeds, allowed_mentions=NONE
+                    embeds=embeds, allowed_mentions=NONE, view=edit_view(message)
                 )
                 return
             place = await self._place(channel)
@@ -222,7 +230,29 @@ class DiscordChat:
                 embeds=embeds,
                 allowed_mentions=NONE,
                 thread=thread if thread is not None else MISSING,
+                view=edit_view(message),
             )
+
+    async def delete(self, channel: ChannelRef, message_ref: str) -> None:
+        """Remove a relayed message; one that is already gone counts as removed."""
+        ref = SentRef.decode(message_ref)
+        async with self._calling(channel, None):
+            try:
+                if ref.webhook_id is None:
+                    partial = self.client.get_partial_messageable(ref.channel_id)
+                    await partial.get_partial_message(ref.message_id).delete()
+                    return
+                place = await self._place(channel)
+                hook = await self._webhook(place, create=False)
+                if hook is None or hook.id != ref.webhook_id:
+                    raise ChatError("the webhook that posted this message is gone", permanent=True)
+                in_thread = ref.channel_id != place.hook_parent
+                await hook.delete_message(
+                    ref.message_id, thread=discord.Object(ref.channel_id) if in_thread else MISSING
+                )
+            except discord.NotFound as err:
+                if err.code not in GONE_CODES:
+                    raise
 
     async def find_sent(self, channel: ChannelRef, key: str) -> str | None:
         """Look for a message already carrying this key; None when unsure (it is resent)."""
@@ -295,27 +325,43 @@ class DiscordChat:
 
     async def _post(self, place: Place, message: RichMessage, token: str) -> SentRef:
         embeds = build_embeds(message, token)
+        # A reply whose parent was relayed here answers it; a parent that lives in a
+        # thread (a forum post, say) takes the reply into that thread.
+        parent = _parent(message.thread_ref)
+        in_thread = parent.channel_id if parent and parent.channel_id != place.channel_id else 0
         if self.settings.use_webhooks:
             hook = await self._webhook(place, create=True)
             assert hook is not None
             sent = await hook.send(
+                content=_reply_line(parent, place.guild_id) or MISSING,
                 embeds=embeds,
                 username=webhook_username(message.author) or MISSING,
                 avatar_url=message.avatar_url or MISSING,
                 allowed_mentions=NONE,
                 wait=True,
-                thread=discord.Object(place.channel_id) if place.kind == "thread" else MISSING,
-                thread_name=thread_name(message) if place.kind == "forum" else MISSING,
+                thread=discord.Object(in_thread or place.channel_id)
+                if in_thread or place.kind == "thread"
+                else MISSING,
+                thread_name=thread_name(message)
+                if place.kind == "forum" and not in_thread
+                else MISSING,
+                view=send_view(message),
             )
             return SentRef(sent.channel.id, sent.id, token, hook.id)
-        if place.kind == "forum":
+        if place.kind == "forum" and not in_thread:
             created = await place.channel.create_thread(
-                name=thread_name(message), embeds=embeds, allowed_mentions=NONE
+                name=thread_name(message),
+                embeds=embeds,
+                allowed_mentions=NONE,
+                view=send_view(message),
             )
             return SentRef(created.thread.id, created.message.id, token)
-        partial = self.client.get_partial_messageable(place.channel_id)
-        posted = await partial.send(embeds=embeds, nonce=token, allowed_mentions=NONE)
-        return SentRef(place.channel_id, posted.id, token)
+        partial = self.client.get_partial_messageable(in_thread or place.channel_id)
+        reply: dict[str, Any] = {"reference": _reply_to(parent)} if parent else {}
+        posted = await partial.send(
+            embeds=embeds, nonce=token, allowed_mentions=NONE, view=send_view(message), **reply
+        )
+        return SentRef(in_thread or place.channel_id, posted.id, token)
 
     async def _webhook(self, place: Place, *, create: bool) -> discord.Webhook | None:
         """Starling's own webhook on the channel (a thread's parent), made on first use."""
@@ -367,18 +413,62 @@ class DiscordChat:
 
         http = self.client.http
         if place.kind == "forum" and place.guild_id is not None:
+            # A new post starts a thread; a reply goes into its parent's, maybe an older
+            # one: so the posts with the latest messages, each read from its newest.
             active = await http.get_active_threads(place.guild_id)
             posts = [t for t in active["threads"] if t.get("parent_id") == str(place.channel_id)]
-            posts.sort(key=lambda t: int(t["id"]), reverse=True)
+            posts.sort(key=lambda t: int(t.get("last_message_id") or t["id"]), reverse=True)
+            size = self.settings.history_scan
             for post in posts[:FORUM_SCAN]:
+                post_id = int(post["id"])
                 try:
-                    starter = await http.get_message(int(post["id"]), int(post["id"]))
+                    page = await http.logs_from(post_id, size)
+                    if len(page) >= size and all(int(m["id"]) != post_id for m in page):
+                        page.append(await http.get_message(post_id, post_id))  # the starter
                 except discord.NotFound:
                     continue
-                if ours(starter) and match.found_in(starter):
-                    return ref(starter)
+                for raw in page:
+                    if ours(raw) and match.found_in(raw):
+                        return ref(raw)
             return None
-        for raw in await http.logs_from(place.channel_id, self.settings.history_scan):
-            if ours(raw) and match.found_in(raw):
-                return ref(raw)
+        # A busy channel may have moved on by more than one page since the crash: page
+        # back, bounded by FIND_PAGES and FIND_MAX_AGE_S (message ids carry their time).
+        oldest = discord.utils.time_snowflake(
+            discord.utils.utcnow() - datetime.timedelta(seconds=FIND_MAX_AGE_S)
+        )
+        size, before = self.settings.history_scan, None
+        for _ in range(FIND_PAGES):
+            page = await http.logs_from(place.channel_id, size, before=before)
+            for raw in page:
+                if ours(raw) and match.found_in(raw):
+                    return ref(raw)
+            if len(page) < size or int(page[-1]["id"]) < oldest:
+                return None
+            size, before = 100, int(page[-1]["id"])
         return None
+
+
+def _parent(thread_ref: str) -> SentRef | None:
+    """The relayed parent a reply answers; None when there is none (or its ref is not
+    one of ours: the reply then goes out on its own rather than not at all)."""
+    if not thread_ref:
+        return None
+    try:
+        return SentRef.decode(thread_ref)
+    except ChatError:
+        return None
+
+
+def _reply_line(parent: SentRef | None, guild_id: int | None) -> str:
+    """What stands for a reply in a webhook message: a link to the parent, which
+    Discord shows as a jump chip (a webhook cannot send a real reply)."""
+    if parent is None or guild_id is None:
+        return ""
+    link = JUMP_URL.format(guild=guild_id, channel=parent.channel_id, message=parent.message_id)
+    return REPLY_LINE.format(link=link)
+
+
+def _reply_to(parent: SentRef) -> discord.MessageReference:
+    return discord.MessageReference(
+        message_id=parent.message_id, channel_id=parent.channel_id, fail_if_not_exists=False
+    )

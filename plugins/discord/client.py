@@ -46,6 +46,16 @@ class StarlingClient(discord.Client):
         self._connection.http = self.http
         self.tree: app_commands.CommandTree[StarlingClient] = app_commands.CommandTree(self)
         self._setup = setup
+        # Button clicks and modal submits: not application commands, so not the tree's.
+        self.component_handler: (
+            Callable[[discord.Interaction[discord.Client]], Awaitable[None]] | None
+        ) = None
+
+    async def on_interaction(self, interaction: discord.Interaction[discord.Client]) -> None:
+        """discord.py's `interaction` event, for every interaction after its own dispatch."""
+        kinds = (discord.InteractionType.component, discord.InteractionType.modal_submit)
+        if interaction.type in kinds and self.component_handler is not None:
+            await self.component_handler(interaction)
 
     async def setup_hook(self) -> None:
         """Runs once per login, before the gateway connects: register the commands."""

@@ -75,7 +75,7 @@ def build_embeds(message: RichMessage, token: str) -> list[discord.Embed]:
     link = _url(message.link)
     main = discord.Embed(
         title=title or None,
-        url=link if title else None,
+        url=link,  # also what "Post a reply from Starling" replies to
         description=description or None,
         colour=COLOUR,
         timestamp=message.timestamp.astimezone(UTC) if message.timestamp else None,

@@ -17,9 +17,12 @@ from typing import Any
 
 import discord
 from discord import app_commands
+from discord.utils import MISSING
 
 from bot.model import ChannelRef
 from bot.protocols import CommandService, Invocation, Reply
+from plugins.discord import compose
+from plugins.discord.buttons import CLICKABLE, build_view, parse_custom_id
 from plugins.discord.embeds import reply_chunks
 
 log = logging.getLogger(__name__)
@@ -99,6 +102,13 @@ class CommandBridge:
     def __init__(self, manage: discord.Permissions) -> None:
         self.manage = manage
         self.service: CommandService | None = None
+        # Composer previews waiting for their Post click: nonce → (when, member, /post line).
+        self.drafts: dict[str, tuple[float, str, str]] = {}
+
+    def forget_old_drafts(self) -> None:
+        cutoff = time.monotonic() - compose.DRAFT_TTL_S
+        for nonce in [n for n, (at, _, _) in self.drafts.items() if at < cutoff]:
+            del self.drafts[nonce]
 
     def channel_ref(
         self, interaction: discord.Interaction[discord.Client], target: ChannelOption | None
@@ -126,16 +136,19 @@ class CommandBridge:
         target: ChannelOption | None = None,
         *,
         managing: bool = False,
-    ) -> None:
-        """Answer within Discord's window: directly if the core is quick, else defer first."""
+        private: bool = False,
+    ) -> Reply | None:
+        """Answer within Discord's window: directly if the core is quick, else defer first.
+
+        `private` answers only the member, whatever the core says (button clicks)."""
         started = time.monotonic()
         if self.service is None:
             await self._send(interaction, Reply("Starling is still starting; try again shortly."))
-            return
+            return None
         refusal = self._missing_permission(target) if managing else ""
         if refusal:
             await self._send(interaction, Reply(f"/{command}: {refusal}"))
-            return
+            return None
         user = interaction.user
         invocation = Invocation(
             self.channel_ref(interaction, target), f"{user.name} ({user.id})", command, args
@@ -143,33 +156,89 @@ class CommandBridge:
         task = asyncio.ensure_future(self.service.handle(invocation))
         done, _ = await asyncio.wait({task}, timeout=DEFER_AFTER_S)
         if done:
-            await self._send(interaction, task.result())
-            return
+            await self._send(interaction, _private(task.result()) if private else task.result())
+            return task.result()
         await interaction.response.defer(ephemeral=True, thinking=True)
         log.debug("/%s deferred after %.1f s", command, time.monotonic() - started)
-        await self._send_late(interaction, await task)
+        reply = await task
+        await self._send_late(interaction, _private(reply) if private else reply)
+        return reply
+
+    async def click(self, interaction: discord.Interaction[discord.Client]) -> None:
+        """A click on one of Starling's buttons: the same command, answered to the clicker only.
+
+        The message the button sits on shows the outcome to everyone (the core edits it).
+        """
+        data: Any = interaction.data or {}
+        parsed = parse_custom_id(str(data.get("custom_id") or ""))
+        if parsed is None or interaction.type is not discord.InteractionType.component:
+            return  # not one of ours
+        command, args = parsed
+        if command == "confirm":  # a composer preview's Post button
+            line = compose.take_draft(self, interaction, args)
+            if isinstance(line, Reply):
+                await self._send(interaction, line)
+            else:
+                await self.run(interaction, "post", line)
+            return
+        if command not in CLICKABLE:
+            await self._send(interaction, Reply("This button does nothing any more."))
+            return
+        reply = await self.run(interaction, command, args, private=True)
+        clicked = interaction.message
+        if (
+            command == "undo"
+            and reply is not None
+            and reply.text.startswith("Removed post")
+            and clicked is not None
+            and not clicked.embeds  # a post's answer; the core edits a request message itself
+        ):
+            try:  # the post is gone: its Delete button goes too
+                await clicked.edit(view=None, allowed_mentions=NONE)
+            except discord.HTTPException as err:
+                log.warning("could not remove the Delete button: %s", err)
 
     async def _send(self, interaction: discord.Interaction[discord.Client], reply: Reply) -> None:
         chunks = reply_chunks(reply.text)
+        view = build_view(reply.actions)
+        extra: dict[str, Any] = {"view": view} if view is not None and len(chunks) == 1 else {}
         await interaction.response.send_message(
-            chunks[0], ephemeral=reply.ephemeral, allowed_mentions=NONE
+            chunks[0], ephemeral=reply.ephemeral, allowed_mentions=NONE, **extra
         )
-        for chunk in chunks[1:]:
-            await interaction.followup.send(chunk, ephemeral=reply.ephemeral, allowed_mentions=NONE)
+        for index, chunk in enumerate(chunks[1:], 2):
+            last = view is not None and index == len(chunks)
+            await interaction.followup.send(
+                chunk,
+                ephemeral=reply.ephemeral,
+                allowed_mentions=NONE,
+                view=view if last and view is not None else MISSING,
+            )
 
     async def _send_late(
         self, interaction: discord.Interaction[discord.Client], reply: Reply
     ) -> None:
         """After a defer: the "thinking…" message was private; a public answer replaces it."""
         chunks = reply_chunks(reply.text)
+        view = build_view(reply.actions)
+        if reply.ephemeral and len(chunks) == 1 and view is not None:
+            await interaction.edit_original_response(
+                content=chunks[0], allowed_mentions=NONE, view=view
+            )
+            return
         if reply.ephemeral:
             await interaction.edit_original_response(content=chunks[0], allowed_mentions=NONE)
             rest = chunks[1:]
         else:
             await interaction.delete_original_response()
             rest = chunks
-        for chunk in rest:
-            await interaction.followup.send(chunk, ephemeral=reply.ephemeral, allowed_mentions=NONE)
+        for index, chunk in enumerate(rest, 1):
+            last = view is not None and index == len(rest)
+            await interaction.followup.send(
+                chunk,
+                ephemeral=reply.ephemeral,
+                allowed_mentions=NONE,
+                view=view if last and view is not None else MISSING,
+            )
 
     async def suggest(
         self, interaction: discord.Interaction[discord.Client], field: str, current: str
@@ -197,7 +266,69 @@ class CommandBridge:
         ]
 
 
-def build_commands(bridge: CommandBridge) -> list[app_commands.Command[Any, ..., None]]:
+def postback_commands(bridge: CommandBridge) -> list[app_commands.Command[Any, ..., None]]:
+    """/post, /approve, /reject, /undo and /accounts: the core decides who may do what."""
+
+    @app_commands.command(name="post", description="Post to the team's accounts")
+    @app_commands.describe(
+        text="What to post (leave empty to open the composer with a preview)",
+        to="Networks, comma separated (default: this channel's)",
+        reply="Link of the post to reply to",
+        quote="Link of the post to quote",
+        cw="Content warning (Mastodon)",
+        thread="Split a text too long for a network into a thread there",
+    )
+    async def post(
+        interaction: discord.Interaction[discord.Client],
+        text: str | None = None,
+        to: str | None = None,
+        reply: str | None = None,
+        quote: str | None = None,
+        cw: str | None = None,
+        thread: bool = False,
+    ) -> None:
+        if not (text and text.strip()):  # `/post` alone opens the composer
+            await compose.open_composer(bridge, interaction)
+            return
+        args = compose.post_args(text, to=to, reply=reply, quote=quote, cw=cw, thread=thread)
+        await bridge.run(interaction, "post", args)
+
+    @app_commands.command(name="approve", description="Approve a post request")
+    @app_commands.describe(request="The request number")
+    async def approve(
+        interaction: discord.Interaction[discord.Client], request: app_commands.Range[int, 1]
+    ) -> None:
+        await bridge.run(interaction, "approve", str(request))
+
+    @app_commands.command(name="reject", description="Reject a post request")
+    @app_commands.describe(request="The request number")
+    async def reject(
+        interaction: discord.Interaction[discord.Client], request: app_commands.Range[int, 1]
+    ) -> None:
+        await bridge.run(interaction, "reject", str(request))
+
+    @app_commands.command(name="undo", description="Remove your last post from every network")
+    @app_commands.describe(post="The post number (default: your last post)")
+    async def undo(
+        interaction: discord.Interaction[discord.Client],
+        post: app_commands.Range[int, 1] | None = None,
+    ) -> None:
+        await bridge.run(interaction, "undo", str(post) if post is not None else "")
+
+    @app_commands.command(name="accounts", description="The accounts Starling can post to")
+    async def accounts(interaction: discord.Interaction[discord.Client]) -> None:
+        await bridge.run(interaction, "accounts", "")
+
+    return [post, approve, reject, undo, accounts]
+
+
+def _private(reply: Reply) -> Reply:
+    return Reply(reply.text, ephemeral=True, changed=reply.changed, actions=reply.actions)
+
+
+def build_commands(
+    bridge: CommandBridge,
+) -> list[app_commands.Command[Any, ..., None] | app_commands.ContextMenu]:
     """/follow, /search, /unfollow (members who may manage) and /list, /status, /help (all)."""
 
     async def networks(
@@ -296,11 +427,11 @@ def build_commands(bridge: CommandBridge) -> list[app_commands.Command[Any, ...,
         await bridge.run(interaction, "help", "")
 
     commands: list[app_commands.Command[Any, ..., None]] = [
-        follow, search, unfollow, list_, status, help_
+        follow, search, unfollow, list_, status, help_, *postback_commands(bridge)
     ]  # fmt: skip
     for command in commands:
         command.guild_only = True
         command.allowed_contexts = app_commands.AppCommandContext(guild=True)
     for command in (follow, search, unfollow):
         command.default_permissions = bridge.manage
-    return commands
+    return [*commands, *compose.context_menus(bridge)]

@@ -18,6 +18,14 @@ places a request leaves discord.py:
 The price is reliance on those three discord.py seams (stable across 2.x, and
 the tests run the real client through them against a local server).
 
+Every REST call made with the bot token also passes `RequestGate`: Discord allows
+a bot 50 requests per second over all routes, and the dispatcher's
+`max_rate_per_s` only paces sends. The channel lookups and logins around them
+went over 50/s at start-up when 20 lanes started at once (measured in
+`bench/delivery.py`), so the gate spaces all of them out to 45 a second.
+It sits in the session, where a request really leaves: discord.py may still sleep
+on a bucket between its `request()` and the wire, and its 429 retries pass here too.
+
 One more guard lives here: discord.py retries a 5xx blindly. For a message that
 carries a nonce Discord dedupes the retry, but a webhook execution or a forum post
 has none, so a 5xx after Discord stored it would post twice. `NoBlindRetrySession`
@@ -26,6 +34,7 @@ turns a 5xx on those calls into `AnswerLost`; the chat then looks before resendi
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -47,6 +56,33 @@ from bot.protocols import HealthRecorder
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://discord.com/api/v10"
+# Discord's global limit is 50/s per bot; 10% stays free for network jitter bunching
+# requests up on the way, and for the 429 retries discord.py makes on its own.
+GLOBAL_REQUESTS_PER_S = 45.0
+
+
+class RequestGate:
+    """Bot-token requests start at least `1 / per_s` apart, first come first served.
+
+    Even spacing, not "N per second": with a sliding window, a burst at the end of one
+    second and another at the start of the next can arrive inside one of Discord's
+    seconds when their latencies differ (a new connection, a slow hop). Measured in
+    `bench/delivery.py` with 100 ms of round trip: 45 per client-side second still
+    arrived as 51 in one. Spaced, a request can only be as early as its latency varies.
+    """
+
+    def __init__(self, per_s: float = GLOBAL_REQUESTS_PER_S) -> None:
+        self.spacing_s = 1.0 / per_s
+        self._next = 0.0
+        self.waited = 0  # requests that had to wait for their slot, for tests and the bench
+
+    async def wait(self) -> None:
+        now = time.monotonic()
+        slot = max(now, self._next)
+        self._next = slot + self.spacing_s  # reserved at once: no lock, order kept
+        if slot > now:
+            self.waited += 1
+            await asyncio.sleep(slot - now)
 
 
 def rebase(url: str, api_url: str) -> str:
@@ -88,24 +124,50 @@ class _RaiseOnServerError:
         await self._manager.__aexit__(*exc)
 
 
-class NoBlindRetrySession:
-    """The client's aiohttp session, except that no-nonce posts are never retried on a 5xx."""
+class _Gated:
+    """`async with` wrapper that waits for room under the global limit before sending."""
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
+    __slots__ = ("_gate", "_manager")
+
+    def __init__(self, manager: Any, gate: RequestGate) -> None:
+        self._manager = manager
+        self._gate = gate
+
+    async def __aenter__(self) -> Any:
+        await self._gate.wait()
+        return await self._manager.__aenter__()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._manager.__aexit__(*exc)
+
+
+class NoBlindRetrySession:
+    """The client's aiohttp session, except that no-nonce posts are never retried on a 5xx,
+    and (with a gate) every bot-token request waits for room under the global limit."""
+
+    def __init__(self, session: aiohttp.ClientSession, gate: RequestGate | None = None) -> None:
         self._session = session
+        self.gate = gate
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._session, name)
 
     def request(self, method: str, url: Any, **kwargs: Any) -> Any:
-        manager = self._session.request(method, url, **kwargs)
+        manager: Any = self._session.request(method, url, **kwargs)
         if method == "POST" and _NO_NONCE_POST.search(yarl.URL(str(url)).path):
-            return _RaiseOnServerError(manager)
+            manager = _RaiseOnServerError(manager)
+        auth = str((kwargs.get("headers") or {}).get("Authorization", ""))
+        if self.gate is not None and auth.startswith("Bot "):
+            # Webhooks and interaction callbacks carry no bot token: not under the limit.
+            manager = _Gated(manager, self.gate)
         return manager
 
 
-def _guarded(session: Any) -> Any:
-    return session if isinstance(session, NoBlindRetrySession) else NoBlindRetrySession(session)
+def _guarded(session: Any, gate: RequestGate | None = None) -> Any:
+    if isinstance(session, NoBlindRetrySession):
+        session.gate = session.gate or gate
+        return session
+    return NoBlindRetrySession(session, gate)
 
 
 class RebasedHTTPClient(HTTPClient):
@@ -123,6 +185,7 @@ class RebasedHTTPClient(HTTPClient):
         super().__init__(loop, http_trace=http_trace, max_ratelimit_timeout=max_ratelimit_timeout)
         self.api_url = api_url.rstrip("/")
         self._gateway_url = gateway_url
+        self.gate = RequestGate()
 
     async def request(
         self,
@@ -138,7 +201,7 @@ class RebasedHTTPClient(HTTPClient):
     async def static_login(self, token: str) -> Any:
         data = await super().static_login(token)
         # Interactions and webhooks made from the client's state share this session.
-        self._HTTPClient__session = _guarded(self._HTTPClient__session)  # type: ignore[has-type]
+        self._HTTPClient__session = _guarded(self._HTTPClient__session, self.gate)  # type: ignore[has-type]
         return data
 
     async def gateway_url(self) -> str:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import re
-from dataclasses import replace
 from urllib.parse import urlsplit
 
 from pydantic import Field
@@ -19,7 +17,8 @@ from pydantic import Field
 from bot import __version__
 from bot.config import PluginSettings, parse_plugin_config
 from bot.errors import Outcome, UpstreamError, UserError
-from bot.model import FetchResult, Post, Target, TargetKind
+from bot.known import known_posts
+from bot.model import FetchResult, Target, TargetKind
 from bot.netguard import check_url_syntax
 from bot.protocols import HealthRecorder, PluginContext, Publisher, Source
 from plugins.feeds.fetch import FeedFetcher
@@ -28,8 +27,6 @@ from plugins.feeds.parse import FeedParseError, parse_feed
 NAME = "feeds"
 # Above this size parsing may take tens of milliseconds: keep it off the event loop.
 _THREAD_PARSE_BYTES = 256_000
-# URLs, URNs, tag: URIs and hashes are unique beyond one feed; short counters are not.
-_GLOBAL_ID = re.compile(r"^([a-z][a-z0-9+.-]*:\S|hash:|[0-9a-f-]{32,}$|\S{24,})", re.IGNORECASE)
 
 
 class FeedsSettings(PluginSettings):
@@ -76,16 +73,16 @@ class FeedsSource:
 
     async def fetch(self, target: Target, cursor: str | None) -> FetchResult:
         validators = json.loads(cursor) if cursor else {}
-        response = await self._fetcher.fetch(
-            target.key, etag=validators.get("etag"), last_modified=validators.get("modified")
-        )
-        new_cursor = (
-            json.dumps(
+        etag, modified = validators.get("etag"), validators.get("modified")
+        response = await self._fetcher.fetch(target.key, etag=etag, last_modified=modified)
+        if cursor and (response.etag, response.last_modified) == (etag, modified):
+            new_cursor: str | None = cursor  # the same validators: no new JSON (the 304 path)
+        elif response.etag or response.last_modified:
+            new_cursor = json.dumps(
                 {"etag": response.etag, "modified": response.last_modified}, separators=(",", ":")
             )
-            if (response.etag or response.last_modified)
-            else None
-        )
+        else:
+            new_cursor = None
         if response.not_modified:
             return FetchResult([], new_cursor or cursor, not_modified=True)
         try:
@@ -95,6 +92,8 @@ class FeedsSource:
                 content_type=response.content_type,
                 url=response.url,
                 network=self._network,
+                id_host=_host(target.key),
+                known=known_posts.get(),
             )
             big = len(response.body) > _THREAD_PARSE_BYTES
             parsed = await asyncio.to_thread(parse) if big else parse()
@@ -102,25 +101,13 @@ class FeedsSource:
             host = urlsplit(response.url).hostname or ""
             self._health.record(self._network, host, Outcome.PARSE, detail=str(err))
             raise UpstreamError(Outcome.PARSE, f"it is not a feed ({err})") from None
-        return FetchResult(scope_ids(parsed.posts, target.key), new_cursor)
+        return FetchResult(parsed.posts, new_cursor)
 
 
-def scope_ids(posts: list[Post], feed_url: str) -> list[Post]:
-    """Give ids that are not globally unique (guid "1", "42") their feed's host.
-
-    RSS guids and Atom ids are meant to be unique everywhere, and then the same
-    item reached through two addresses is delivered once. Many feeds number their
-    items instead; unscoped, item "1" of one feed would hide item "1" of another.
-    """
-    host = ""
-    scoped = []
-    for post in posts:
-        if _GLOBAL_ID.match(post.native_id):
-            scoped.append(post)
-            continue
-        host = host or (urlsplit(feed_url).hostname or "")
-        scoped.append(replace(post, native_id=f"{host}/{post.native_id}"))
-    return scoped
+@functools.lru_cache(maxsize=1024)
+def _host(feed_url: str) -> str:
+    """The host that scopes a feed's non-global item ids (`parse.scoped_id`)."""
+    return urlsplit(feed_url).hostname or ""
 
 
 class FeedsNetwork:

@@ -23,11 +23,10 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-import fastfeedparser
-import feedparser
 import msgspec
 
 from bot.html import absolute_http_url, clip_text, html_to_text, plain_text
+from bot.known import KnownPosts, placeholder
 from bot.model import Author, Media, Post
 
 __all__ = ["FeedParseError", "ParsedFeed", "parse_feed"]
@@ -51,16 +50,44 @@ _CHARSET_PARAM: Final = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._:-]+)""",
 # DOCTYPE entities are dropped, unescaped markup right inside a body element is lost.
 _ATOM03_MODE: Final = re.compile(rb"""\bmode\s*=\s*["'](?:xml|base64)""")
 _NAKED_MARKUP: Final = re.compile(
-    rb"<(?:description|content:encoded|summary|title)\b[^>]*>\s*<[A-Za-z]"
+    rb"<(?:description|content:encoded|summary|title)\b[^>]*>[^<]*<[A-Za-z]"
 )
 # Atom titles default to plain text; a feed that marks them as HTML does so on every one.
 _ATOM_HTML_TITLE: Final = re.compile(
     rb"""<(?:[\w.-]+:)?title\b[^>]*\btype\s*=\s*["'](?:text/)?html["']"""
 )
+# More shapes it gets wrong, found by comparing both parsers over the feedparser corpus
+# (tests/test_feed_fast_path.py): Atom content of a binary type stays base64; Atom 0.3
+# author URIs (<url>/<homepage>) are dropped; xml:base and RSS <fullitem>
+# are ignored; a bare "&" (ill-formed XML) is recovered differently; numeric
+# references to C1 controls (&#146;) are not read as the windows-1252 they mean.
+_BINARY_TYPE: Final = re.compile(
+    rb"""<(?:[\w.-]+:)?(?:content|summary|title|subtitle)\b[^>]*?\btype\s*=\s*["']"""
+    rb"""(?!(?:text|html|xhtml)["']|text/|application/xhtml)"""
+)
+_AUTHOR_URI: Final = re.compile(rb"<(?:[\w.-]+:)?(?:url|homepage)\s*>")
+# Atom 1.0 author URIs fastfeedparser drops; `_add_atom_author_uris` puts them back.
+_ATOM_URI: Final = re.compile(rb"<(?:[\w.-]+:)?uri\s*>")
+_ATOM_ENTRY_START: Final = re.compile(rb"<(?:[\w.-]+:)?entry[\s>/]")
+_ATOM_AUTHOR: Final = re.compile(
+    rb"<(?:[\w.-]+:)?author\b[^>]*>(.*?)</(?:[\w.-]+:)?author\s*>", re.DOTALL
+)
+_ATOM_AUTHOR_URI: Final = re.compile(rb"<(?:[\w.-]+:)?uri\s*>([^<]*)</(?:[\w.-]+:)?uri\s*>")
+_BARE_AMPERSAND: Final = re.compile(rb"&(?![A-Za-z][\w.-]*;|#[0-9]+;|#[xX][0-9A-Fa-f]+;)")
+_C1_REFERENCE: Final = re.compile(rb"&#(?:1[2-5][0-9]|x[89][0-9A-Fa-f]);|\xc2[\x80-\x9f]")
+# An RSS <body> (XHTML) and Media RSS titles/groups are read from other elements than
+# feedparser's (empty or wrong text); an unclosed CDATA section is recovered differently.
+_OTHER_SHAPES: Final = (b"<body", b"<media:group", b"<media:title")
 _FIRST_ELEMENT: Final = re.compile(rb"<([A-Za-z_][\w.:-]*)")
 _FEED_ROOT_HINT: Final = re.compile(rb"<(?:[\w.-]+:)?(?:rss|feed|rdf|channel)\b", re.IGNORECASE)
 _EMAIL: Final = re.compile(r"^[^@\s<>()]+@[^@\s<>()]+$")
 _IMAGE_EXTENSIONS: Final = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif")
+
+
+# URLs, URNs, tag: URIs and hashes are unique beyond one feed; short counters are not.
+GLOBAL_ID: Final = re.compile(
+    r"^([a-z][a-z0-9+.-]*:\S|hash:|[0-9a-f-]{32,}$|\S{24,})", re.IGNORECASE
+)
 
 
 class FeedParseError(Exception):
@@ -75,15 +102,24 @@ class ParsedFeed:
 
 
 def parse_feed(
-    body: bytes, *, content_type: str = "", url: str = "", network: str = "feeds"
+    body: bytes,
+    *,
+    content_type: str = "",
+    url: str = "",
+    network: str = "feeds",
+    id_host: str = "",
+    known: KnownPosts | None = None,
 ) -> ParsedFeed:
     """Parse one fetched feed document into posts, in the order the document lists them.
 
     `content_type` is the HTTP header (its charset matters); `url` is the address the
-    document came from, used to resolve relative links. Raises only `FeedParseError`.
+    document came from, used to resolve relative links. With `id_host`, ids that are
+    not globally unique ("1", "42") get that host as prefix (see `scoped_id`). Items
+    in `known` (unchanged since the relay admitted them) come back as placeholders
+    (`bot.known`), without the cost of converting them. Raises only `FeedParseError`.
     """
     try:
-        return _parse(bytes(body), content_type or "", url or "", network)
+        return _parse(bytes(body), content_type or "", url or "", network, id_host, known)
     except FeedParseError:
         raise
     except Exception as exc:  # a bug here must not take the poller down with it
@@ -94,7 +130,21 @@ def parse_feed(
 # -- dispatch -------------------------------------------------------------------
 
 
-def _parse(body: bytes, content_type: str, url: str, network: str) -> ParsedFeed:
+def scoped_id(native_id: str, id_host: str) -> str:
+    """Give an id that is not globally unique (guid "1", "42") its feed's host.
+
+    RSS guids and Atom ids are meant to be unique everywhere, and then the same
+    item reached through two addresses is delivered once. Many feeds number their
+    items instead; unscoped, item "1" of one feed would hide item "1" of another.
+    """
+    if not id_host or GLOBAL_ID.match(native_id):
+        return native_id
+    return f"{id_host}/{native_id}"
+
+
+def _parse(
+    body: bytes, content_type: str, url: str, network: str, id_host: str, known: KnownPosts | None
+) -> ParsedFeed:
     head = body[len(_UTF8_BOM) :] if body.startswith(_UTF8_BOM) else body
     head = head.lstrip()
     if not head:
@@ -103,7 +153,7 @@ def _parse(body: bytes, content_type: str, url: str, network: str) -> ParsedFeed
     if head.startswith((b"{", b"[")) or (
         (mime.endswith(("/json", "+json"))) and not head.startswith(b"<")
     ):
-        return _parse_json_feed(head, url, network)
+        return _parse_json_feed(head, url, network, id_host, known)
     if _looks_like_html(head):
         raise FeedParseError("this is an HTML page, not a feed")
 
@@ -113,10 +163,29 @@ def _parse(body: bytes, content_type: str, url: str, network: str) -> ParsedFeed
     if data is not None:
         # fastfeedparser reports no title type, so decide it for the whole document.
         is_atom = _first_element_name(head[:4096]) == b"feed"
+        if _ATOM_URI.search(body) and not (is_atom and _add_atom_author_uris(body, data)):
+            data = None
+    if data is not None:
         html_titles = not is_atom or bool(_ATOM_HTML_TITLE.search(body))
-        return _build(data, url=url, network=network, fast=True, html_titles=html_titles)
+        return _build(
+            data,
+            url=url,
+            network=network,
+            fast=True,
+            html_titles=html_titles,
+            id_host=id_host,
+            known=known,
+        )
     data = _feedparser(body, content_type)
-    return _build(data, url=url, network=network, fast=False, html_titles=False)
+    return _build(
+        data,
+        url=url,
+        network=network,
+        fast=False,
+        html_titles=False,
+        id_host=id_host,
+        known=known,
+    )
 
 
 def _looks_like_html(head: bytes) -> bool:
@@ -168,7 +237,11 @@ def _fast_path_ok(body: bytes, content_type: str) -> bool:
 
     It decodes by BOM or XML declaration only (else UTF-8, garbling everything
     else) and cannot see the HTTP charset, so we need a declaration it can use
-    that the header does not contradict.
+    that the header does not contradict. Without either, XML means UTF-8, and
+    bytes that are valid UTF-8 are read correctly; anything else (undeclared
+    windows-1252, say) goes to feedparser, which guesses. The shapes it loses
+    data on go there too, whatever the encoding; tests/test_feed_fast_path.py
+    compares both parsers over the whole corpus.
     """
     match = _CHARSET_PARAM.search(content_type)
     header = _codec(match.group(1)) if match else ""
@@ -180,17 +253,67 @@ def _fast_path_ok(body: bytes, content_type: str) -> bool:
     if declared == "bom":
         ok = not header or header.startswith("utf")
     elif declared:
-        ok = header in ("", declared)
+        # A declared UTF-8 that is not: feedparser's guess, as for undeclared bytes.
+        ok = header in ("", declared) and (declared != "utf-8" or _is_utf8(body))
     else:
-        ok = header in ("utf-8", "ascii")
+        ok = header in ("", "utf-8", "ascii") and _is_utf8(body)
     if not ok or b"xhtml" in body or b"<!ENTITY" in body:
         return False
+    if b"fullitem" in body or b"xml:base" in body or any(s in body for s in _OTHER_SHAPES):
+        return False
+    if b"<![CDATA[" in body and body.count(b"<![CDATA[") != body.count(b"]]>"):
+        return False
     # Separate searches: one alternation over a large body is many times slower.
-    return not (b"mode" in body and _ATOM03_MODE.search(body)) and not _NAKED_MARKUP.search(body)
+    return not (
+        (b"mode" in body and _ATOM03_MODE.search(body))
+        or _NAKED_MARKUP.search(body)
+        or (b"type" in body and _BINARY_TYPE.search(body))
+        or _AUTHOR_URI.search(body)
+        or ((b"&#" in body or b"\xc2" in body) and _C1_REFERENCE.search(body))
+        or (b"&" in body and _BARE_AMPERSAND.search(body))
+    )
+
+
+def _add_atom_author_uris(body: bytes, data: dict[str, Any]) -> bool:
+    """Put back the `<author><uri>` of the feed and of each entry, as feedparser keeps it.
+
+    fastfeedparser lists entries in document order, so the n-th `<entry>` start is
+    the n-th entry. False (read it with feedparser) when the two do not line up.
+    """
+    entries = data.get("entries")
+    starts = [m.start() for m in _ATOM_ENTRY_START.finditer(body)]
+    if not isinstance(entries, list) or len(starts) != len(entries):
+        return False
+    bounds = [0, *starts, len(body)]
+    nodes: list[Any] = [data.get("feed"), *entries]
+    for node, begin, end in zip(nodes, bounds, bounds[1:], strict=False):
+        author = _ATOM_AUTHOR.search(body, begin, end)
+        uri = _ATOM_AUTHOR_URI.search(author.group(1)) if author else None
+        if uri is None or not isinstance(node, dict):
+            continue
+        detail = node.get("author_detail")
+        detail = dict(detail) if isinstance(detail, dict) else {}
+        detail["href"] = _stdlib_html.unescape(uri.group(1).decode("utf-8", "replace")).strip()
+        node["author_detail"] = detail
+    return True
+
+
+def _is_utf8(body: bytes) -> bool:
+    if body.isascii():
+        return True
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _fastfeedparser(body: bytes) -> dict[str, Any] | None:
     """fastfeedparser's result, or None when feedparser must try instead."""
+    # Loaded on the first parse: with lxml and dateutil it is ~5.5 MiB that an idle
+    # bot (no feed followed yet, or between restarts and first poll) does not need.
+    import fastfeedparser
+
     try:
         # Always bytes: given a str that looks like a URL, it would fetch it.
         result: Any = fastfeedparser.parse(body)
@@ -209,6 +332,8 @@ def _feedparser(body: bytes, content_type: str) -> dict[str, Any]:
     # No content-location: feedparser would resolve ids against it too, so an Atom
     # id of "1" would become "https://host/1" here but stay "1" on the fast path.
     # Links are resolved against `url` by the normaliser instead.
+    import feedparser  # the fallback: loaded when first needed (memory at rest)
+
     headers = {"content-type": content_type} if content_type else {}
     try:
         # A stream, never bytes or str: feedparser opens strings as paths or URLs.
@@ -238,7 +363,14 @@ def _feedparser(body: bytes, content_type: str) -> dict[str, Any]:
 
 
 def _build(
-    data: dict[str, Any], *, url: str, network: str, fast: bool, html_titles: bool
+    data: dict[str, Any],
+    *,
+    url: str,
+    network: str,
+    fast: bool,
+    html_titles: bool,
+    id_host: str = "",
+    known: KnownPosts | None = None,
 ) -> ParsedFeed:
     """Posts from either parser's result; `fast` says which one produced `data`."""
     feed = _mapping(dict.get(data, "feed"))
@@ -258,6 +390,8 @@ def _build(
                 author=default_author,
                 fast=fast,
                 html_titles=html_titles,
+                id_host=id_host,
+                known=known,
             )
         except Exception:
             log.warning("skipped an unreadable entry in %s", url or "<bytes>", exc_info=True)
@@ -276,8 +410,17 @@ def _entry_post(
     author: Author,
     fast: bool,
     html_titles: bool,
+    id_host: str = "",
+    known: KnownPosts | None = None,
 ) -> Post:
     raw_id, raw_link = _raw_id_and_link(entry, fast=fast)
+    created = _entry_date(entry, "published")
+    updated = _entry_date(entry, "updated")
+    edited = updated if created and updated and updated > created else None
+    if known is not None and (raw_id or raw_link):  # else the id is a hash of the text
+        native_id = scoped_id(_native_id(raw_id, raw_link, url, "", ""), id_host)
+        if (f"{network}:{native_id}", edited) in known:
+            return placeholder(network, native_id, created or updated, edited)
     link = absolute_http_url(raw_link, url) or absolute_http_url(raw_id)
 
     title = _entry_title(entry, fast=fast, html_titles=html_titles)
@@ -289,9 +432,7 @@ def _entry_post(
     else:
         text, links = html_to_text(body_html, url, max_chars=MAX_TEXT_CHARS)
 
-    native_id = _native_id(raw_id, raw_link, url, title, text)
-    created = _entry_date(entry, "published")
-    updated = _entry_date(entry, "updated")
+    native_id = scoped_id(_native_id(raw_id, raw_link, url, title, text), id_host)
     return Post(
         network=network,
         native_id=native_id,
@@ -302,7 +443,7 @@ def _entry_post(
         links=tuple(links[:MAX_LINKS]),
         media=_entry_media(entry, url),
         created_at=created or updated,
-        edited_at=updated if created and updated and updated > created else None,
+        edited_at=edited,
     )
 
 
@@ -523,7 +664,9 @@ def _alternate_link(node: Mapping[str, Any], base: str) -> str:
 # -- JSON Feed --------------------------------------------------------------------
 
 
-def _parse_json_feed(body: bytes, url: str, network: str) -> ParsedFeed:
+def _parse_json_feed(
+    body: bytes, url: str, network: str, id_host: str = "", known: KnownPosts | None = None
+) -> ParsedFeed:
     try:
         data: Any = msgspec.json.decode(body)
     except (msgspec.DecodeError, RecursionError, ValueError) as exc:
@@ -545,7 +688,9 @@ def _parse_json_feed(body: bytes, url: str, network: str) -> ParsedFeed:
         if not isinstance(raw, dict):
             continue
         try:
-            post = _json_item_post(raw, url=url, network=network, author=default_author)
+            post = _json_item_post(
+                raw, url=url, network=network, author=default_author, id_host=id_host, known=known
+            )
         except Exception:
             log.warning("skipped an unreadable JSON Feed item in %s", url, exc_info=True)
             continue
@@ -555,11 +700,26 @@ def _parse_json_feed(body: bytes, url: str, network: str) -> ParsedFeed:
     return ParsedFeed(title=title, link=link, posts=posts)
 
 
-def _json_item_post(item: Mapping[str, Any], *, url: str, network: str, author: Author) -> Post:
+def _json_item_post(
+    item: Mapping[str, Any],
+    *,
+    url: str,
+    network: str,
+    author: Author,
+    id_host: str = "",
+    known: KnownPosts | None = None,
+) -> Post:
     raw_id = item.get("id")
     # The spec says string, but numbers are common in the wild; booleans are nonsense.
     id_text = "" if isinstance(raw_id, bool) else _str(raw_id).strip()
     raw_link = _str(item.get("url")).strip()
+    created = _date_from_str(_str(item.get("date_published")))
+    updated = _date_from_str(_str(item.get("date_modified")))
+    edited = updated if created and updated and updated > created else None
+    if known is not None and (id_text or raw_link):  # else the id is a hash of the text
+        native_id = scoped_id(_native_id(id_text, raw_link, url, "", ""), id_host)
+        if (f"{network}:{native_id}", edited) in known:
+            return placeholder(network, native_id, created or updated, edited)
     link = absolute_http_url(raw_link, url) or absolute_http_url(
         _str(item.get("external_url")), url
     )
@@ -573,7 +733,7 @@ def _json_item_post(item: Mapping[str, Any], *, url: str, network: str, author: 
         text, links = html_to_text(
             _stdlib_html.escape(plain, quote=False), max_chars=MAX_TEXT_CHARS
         )
-    native_id = _native_id(id_text, raw_link, url, title, text)
+    native_id = scoped_id(_native_id(id_text, raw_link, url, title, text), id_host)
 
     media: list[Media] = []
     candidates: list[tuple[object, object]] = [
@@ -589,8 +749,6 @@ def _json_item_post(item: Mapping[str, Any], *, url: str, network: str, author: 
         if media_url and all(m.url != media_url for m in media) and len(media) < MAX_MEDIA:
             media.append(Media(url=media_url, alt=clip_text(plain_text(_str(alt)), 300)))
 
-    created = _date_from_str(_str(item.get("date_published")))
-    updated = _date_from_str(_str(item.get("date_modified")))
     return Post(
         network=network,
         native_id=native_id,
@@ -601,7 +759,7 @@ def _json_item_post(item: Mapping[str, Any], *, url: str, network: str, author: 
         links=tuple(links[:MAX_LINKS]),
         media=tuple(media),
         created_at=created or updated,
-        edited_at=updated if created and updated and updated > created else None,
+        edited_at=edited,
     )
 
 

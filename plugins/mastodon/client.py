@@ -57,6 +57,20 @@ def _server_error_text(body: bytes) -> str:
     return ""
 
 
+def anonymous_refused(instance: Instance, status: int) -> str:
+    """One line for chat when a server (GoToSocial by default) refuses anonymous reads."""
+    domain = instance.domain
+    option = (
+        "[mastodon] token (or STARLING_MASTODON__TOKEN)"
+        if instance.is_default
+        else f'[mastodon] tokens = {{ "{domain}" = "…" }} (or STARLING_MASTODON__TOKENS={domain}=…)'
+    )
+    return (
+        f"{domain} does not let Starling read without an access token "
+        f"({status} {reason_phrase(status)}); give Starling a token for it with {option}"
+    )
+
+
 class InstanceClient:
     """Talks to one instance's REST API, honouring its rate limit."""
 
@@ -237,6 +251,8 @@ class InstanceClient:
         outcome = Outcome.for_status(status, auth=_AUTH)
         if outcome is Outcome.RATE_LIMITED and retry_after is not None:
             message += f" (rate limited; retry in {retry_after:.0f} s)"
+        elif outcome is Outcome.AUTH and not self.authenticated:
+            message = anonymous_refused(self.instance, status)
         elif outcome is Outcome.AUTH:
             message += " (it wants a valid access token with the right scopes)"
         return self._fail(outcome, message, started, status, retry_after, error=error)

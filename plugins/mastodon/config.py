@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from bot import __version__
 from bot.config import PluginSettings
-from plugins.mastodon.instances import normalise_base_url, normalise_domain
+from plugins.mastodon.instances import domain_of, normalise_base_url, normalise_domain
 
 
 class MastodonSettings(PluginSettings):
@@ -17,6 +17,7 @@ class MastodonSettings(PluginSettings):
 
     instance: str = "https://mastodon.social"
     token: SecretStr | None = None
+    tokens: dict[str, SecretStr] = Field(default_factory=dict)
     streaming_url: str = ""
     instances: dict[str, str] = Field(default_factory=dict)
     timeout_s: float = Field(default=15.0, gt=0)
@@ -56,25 +57,54 @@ class MastodonSettings(PluginSettings):
     @classmethod
     def _instances_from_text(cls, value: Any) -> Any:
         """Env vars are strings: accept JSON (`{"a.social": "http://…"}`) or `a=url,b=url`."""
-        if not isinstance(value, str):
-            return value
-        text = value.strip()
-        if not text:
-            return {}
-        if text.startswith("{"):
-            try:
-                return json.loads(text)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"not valid JSON ({err.msg})") from None
-        pairs: dict[str, str] = {}
-        for part in text.split(","):
-            domain, sep, url = part.partition("=")
-            if not sep:
-                raise ValueError("write it as domain=https://base-url, separated by commas")
-            pairs[domain.strip()] = url.strip()
+        return _pairs(value, "domain=https://base-url")
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _tokens_from_text(cls, value: Any) -> Any:
+        """`STARLING_MASTODON__TOKENS`: JSON (`{"gts.example": "…"}`) or `a.social=tok,b=tok`."""
+        pairs = _pairs(value, "domain=token")
+        if isinstance(pairs, dict):
+            # A blank token means "none for that server", like a blank `token`.
+            return {d: t for d, t in pairs.items() if not (isinstance(t, str) and not t.strip())}
         return pairs
+
+    @field_validator("tokens")
+    @classmethod
+    def _normalise_tokens(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        return {
+            normalise_domain(d): SecretStr(t.get_secret_value().strip()) for d, t in value.items()
+        }
 
     @field_validator("instances")
     @classmethod
     def _normalise_instances(cls, value: dict[str, str]) -> dict[str, str]:
         return {normalise_domain(d): normalise_base_url(u) for d, u in value.items()}
+
+    def token_map(self) -> dict[str, str]:
+        """Domain → access token: `tokens`, with `token` for the default instance on top."""
+        found = {d: t.get_secret_value() for d, t in self.tokens.items()}
+        if self.token is not None:
+            found[domain_of(self.instance)] = self.token.get_secret_value()
+        return found
+
+
+def _pairs(value: Any, shape: str) -> Any:
+    """A mapping given as text (an env var or secret file): JSON or `key=value,key=value`."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"not valid JSON ({err.msg})") from None
+    pairs: dict[str, str] = {}
+    for part in text.split(","):
+        key, sep, item = part.partition("=")
+        if not sep:
+            raise ValueError(f"write it as {shape}, separated by commas")
+        pairs[key.strip()] = item.strip()
+    return pairs

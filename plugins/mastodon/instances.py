@@ -9,7 +9,8 @@ tests and proxies point a domain at another base URL.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -51,30 +52,54 @@ def domain_of(base_url: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Instance:
-    """One Mastodon-API server as Starling reaches it."""
+    """One Mastodon-API server as Starling reaches it (and the token it has for it)."""
 
     domain: str
     base_url: str
     trusted: bool
     has_token: bool
+    token: str | None = field(default=None, repr=False)
+    is_default: bool = False
 
 
 class InstanceDirectory:
-    """Maps a domain to its base URL: configured ones first, else `https://<domain>`."""
+    """Maps a domain to its base URL (configured ones first, else `https://<domain>`)
+    and to its access token, if the operator gave one for that server."""
 
-    def __init__(self, default_base: str, mapping: dict[str, str], *, has_token: bool) -> None:
+    def __init__(
+        self,
+        default_base: str,
+        mapping: dict[str, str],
+        *,
+        has_token: bool = False,
+        tokens: Mapping[str, str] | None = None,
+    ) -> None:
         self.default_domain = domain_of(default_base)
         self._mapping = dict(mapping)
         self._mapping.setdefault(self.default_domain, default_base)
-        self._has_token = has_token
+        self._tokens = dict(tokens or {})
+        if has_token and not self._tokens:
+            # Older callers only say whether the default instance has a token.
+            self._tokens[self.default_domain] = ""
+
+    @property
+    def any_token(self) -> bool:
+        """Whether Starling has a token for at least one server."""
+        return bool(self._tokens)
 
     def get(self, domain: str) -> Instance:
         domain = normalise_domain(domain)
         mapped = self._mapping.get(domain)
-        token = self._has_token and domain == self.default_domain
-        if mapped is not None:
-            return Instance(domain, mapped, trusted=True, has_token=token)
-        return Instance(domain, f"https://{domain}", trusted=False, has_token=token)
+        token = self._tokens.get(domain)
+        base, trusted = (mapped, True) if mapped is not None else (f"https://{domain}", False)
+        return Instance(
+            domain,
+            base,
+            trusted=trusted,
+            has_token=token is not None,
+            token=token or None,
+            is_default=domain == self.default_domain,
+        )
 
     @property
     def default(self) -> Instance:

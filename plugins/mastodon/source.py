@@ -52,6 +52,8 @@ def _as_user_error(domain: str) -> Iterator[None]:
             raise UserError(f"{domain} is rate limiting Starling; try again{wait}") from None
         if err.outcome is Outcome.PARSE:
             raise UserError(f"{domain} does not look like a Mastodon server ({err})") from None
+        if err.outcome is Outcome.AUTH:
+            raise UserError(str(err)) from None  # says which token option to set
         raise UserError(f"could not reach {domain}: {err}; try again later") from None
 
 
@@ -64,7 +66,7 @@ class MastodonSource:
         self._ctx = ctx
         self._token = settings.token.get_secret_value() if settings.token else None
         self.directory = InstanceDirectory(
-            settings.instance, settings.instances, has_token=self._token is not None
+            settings.instance, settings.instances, tokens=settings.token_map()
         )
         self._clients: dict[str, InstanceClient] = {}
         self._checked: dict[str, dict[str, Any]] = {}
@@ -88,7 +90,7 @@ class MastodonSource:
                 network=self.network,
                 health=self._ctx.health,
                 clock=self._ctx.clock,
-                token=self._token if instance.has_token else None,
+                token=instance.token,
                 allow_private=self._ctx.allow_private_addresses,
                 timeout_s=s.timeout_s,
                 max_bytes=s.max_bytes,
@@ -191,7 +193,8 @@ class MastodonSource:
         display = f'"{query.text}" on {query.domain}'
         if not client.authenticated:
             raise UserError(
-                f"searching posts on {query.domain} needs an access token ([mastodon] token); "
+                f"searching posts on {query.domain} needs an access token for it "
+                "([mastodon] token, or [mastodon] tokens for other servers); "
                 f"hashtags work without one: /search mastodon #{query.text.split()[0]}"
             )
         try:
@@ -275,6 +278,10 @@ class MastodonSource:
 
     def stream_status(self) -> list[str]:
         return self._streams.status_lines()
+
+    def stream_host(self, target: Target) -> str | None:
+        """For the outage work: the host a streamed follow depends on."""
+        return self._streams.stream_host(target)
 
     def to_posts(self, statuses: list[Any], domain: str) -> tuple[list[Post], str | None]:
         return statuses_to_posts(

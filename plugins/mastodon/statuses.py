@@ -173,6 +173,8 @@ def status_to_post(
         is_reply=bool(shown.get("in_reply_to_id")),
         is_repost=shown is not status,
         is_quote=quoted is not None,
+        # A boost is not a reply in the channel's thread sense, even of a reply.
+        reply_to_id=_str(shown.get("in_reply_to_id")) if shown is status else "",
     )
 
 

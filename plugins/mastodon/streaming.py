@@ -9,6 +9,10 @@ delivered right after its own backfill, so per-target order holds and the cursor
 handed to the core never jumps past a status that was not delivered. A target whose
 backfill fails still gets its live statuses, but its cursor stays where it was, so
 polling (which carries on beside the stream) or the next connection fills the gap.
+
+Edits (`status.update`) travel like new statuses; the core sees the newer
+`edited_at` and edits the chat message. Deletes (`delete`, only an id) go to the
+sink as tombstones. Polling cannot see deletes, so only a live stream mirrors them.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from bot.errors import Outcome, UpstreamError, UserError
-from bot.model import Target
+from bot.model import Target, Tombstone
 from bot.netguard import BlockedAddressError
 from bot.protocols import PluginContext, PostSink
 from plugins.mastodon.client import ApiError
@@ -46,6 +50,7 @@ log = logging.getLogger(__name__)
 STABLE_AFTER_S = 30.0
 BACKFILL_CONCURRENCY = 4
 MAX_FRAME_BYTES = 4_000_000
+MAX_ID_CHARS = 64
 
 
 class _RedactAuthorization(logging.Filter):
@@ -125,10 +130,11 @@ class StreamManager:
         self._ctx = ctx
         self._settings = settings
         self.live: dict[str, str] = {}  # domain → what /status says about its stream
+        self._instances: dict[str, InstanceStream] = {}  # domain → its stream (for outages)
 
     def status_lines(self) -> list[str]:
         """For /status: whether each instance's stream is connected."""
-        if not self._source.bearer:
+        if not self._source.directory.any_token:
             return ["live: polling only (no token, so no streaming)"]
         if not self._settings.stream:
             return ["live: polling only (stream = false)"]
@@ -161,7 +167,16 @@ class StreamManager:
                     self._source, self._ctx, self._settings, domain, domain_targets, cursors, sink,
                     self.live,
                 )  # fmt: skip
+                self._instances[domain] = stream
                 group.create_task(stream.run(), name=f"mastodon-stream-{domain}")
+
+    def stream_host(self, target: Target) -> str | None:
+        """The host whose stream serves `target`: the outage work links the follow to it."""
+        if not self.streamable(target):
+            return None
+        domain = parse_key(target.key).domain
+        stream = self._instances.get(domain)
+        return stream.host if stream is not None else domain
 
 
 class InstanceStream:
@@ -281,7 +296,7 @@ class InstanceStream:
                 parts.hostname, port, allow_private=self._ctx.allow_private_addresses
             )
             extra = {"host": addresses[0], "port": port}
-        token = self._source.bearer
+        token = self._source.directory.get(self.domain).token
         return connect(
             url,
             additional_headers={"Authorization": f"Bearer {token}"} if token else None,
@@ -349,6 +364,9 @@ class InstanceStream:
             await self._release(target, backlog)
 
         await asyncio.gather(*(one(t) for t in self._targets))
+        # Subscribed and caught up: a second success after the connect, so the outage
+        # work sees the stream recovered (a healthy stream records nothing else).
+        self._record(Outcome.OK, time.monotonic(), detail="stream caught up")
 
     async def _release(self, target: Target, backlog: _Backlog) -> None:
         """Deliver a target's held live statuses in arrival order, then let live ones through."""
@@ -376,9 +394,15 @@ class InstanceStream:
             )
             log.warning("mastodon stream %s", detail)
             return
-        if message.get("event") != "update":
-            return  # deletes, edits, notifications, filters: nothing to relay
+        event = message.get("event")
         payload = message.get("payload")
+        if event == "delete":
+            await self._deleted(payload)
+            return
+        if event not in ("update", "status.update"):
+            return  # notifications, filters, announcements: nothing to relay
+        # `status.update` is an edit: the whole status again, with a newer `edited_at`,
+        # so it takes the same route and the core edits the message that carried it.
         try:
             status_obj = json.loads(payload) if isinstance(payload, str) else payload
         except ValueError:
@@ -392,6 +416,16 @@ class InstanceStream:
                 continue
             posts, newest = self._source.to_posts([status_obj], self.domain)
             await self._deliver(target, posts, newest, backlog)
+
+    async def _deleted(self, payload: Any) -> None:
+        """A status deleted upstream: Mastodon sends only its id, so the core finds the
+        messages that carried it. The tombstone needs no target; any of ours will do."""
+        native_id = str(payload).strip() if isinstance(payload, (str, int)) else ""
+        if not native_id or len(native_id) > MAX_ID_CHARS or not self._targets:
+            return
+        target = self._targets[0]
+        gone = Tombstone(self._source.network, native_id)
+        await self._sink(target, [], self._cursors.get(target.resource_key), deleted=[gone])
 
     async def _deliver(
         self, target: Target, posts: list[Any], newest: str | None, backlog: _Backlog

@@ -112,6 +112,7 @@ class PostBuilder:
 
     def __init__(self, network: str, profiles: Profiles, web_url: str, profile_url: str) -> None:
         self._network = network
+        self.network = network
         self._profiles = profiles
         self._web_url = web_url
         self._profile_url = profile_url

@@ -45,6 +45,7 @@ class NostrSettings(PluginSettings):
     reconnect_max_s: float = Field(default=120.0, gt=0)
     subscriptions_per_connection: int = Field(default=16, ge=1, le=100)
     authors_per_filter: int = Field(default=250, ge=1, le=5000)
+    fetch_batch_window_s: float = Field(default=0.5, ge=0, le=30)
     max_message_bytes: int = Field(default=1_000_000, ge=10_000)
 
     @field_validator("relays", mode="before")

@@ -9,18 +9,28 @@ costs nothing (the core dedupes by event id) and loses nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from bot.clock import Clock
 from bot.errors import Outcome, UpstreamError, UserError
 from bot.model import FetchResult, Post, Target, TargetKind
 from bot.protocols import PostSink
+from plugins.nostr.batch import FetchBatcher, Wanted
 from plugins.nostr.events import Event
 from plugins.nostr.pool import RelayPool
 from plugins.nostr.posts import PostBuilder, Profiles
 from plugins.nostr.settings import NostrSettings
 from plugins.nostr.stream import StreamSession
-from plugins.nostr.targets import matches, metadata_filter, note_filter, resolve_target
+from plugins.nostr.targets import (
+    matches,
+    merged_limit,
+    merged_note_filters,
+    metadata_filter,
+    resolve_target,
+)
+from plugins.nostr.wire import relay_host
+
+ALL_RELAYS = "all relays"  # the unit announced when every configured relay is down
 
 NO_RELAYS = (
     "no nostr relays are configured; the operator sets [nostr] relays = "
@@ -55,9 +65,29 @@ class NostrSource:
         self._profiles = profiles
         self._clock = clock
         self._settings = settings
+        self._batcher = FetchBatcher(
+            self._query, window_s=settings.fetch_batch_window_s, size=settings.authors_per_filter
+        )
 
     def now(self) -> int:
         return int(self._clock.now().timestamp())
+
+    # --- for the outage work: which hosts serve a follow ------------------------------
+
+    def _hosts(self) -> list[str]:
+        return list(dict.fromkeys(relay_host(url) for url in self._pool.relays))
+
+    def host_pools(self) -> dict[str, list[str]]:
+        """Several relays back each other up: only all of them down is an outage."""
+        hosts = self._hosts()
+        return {ALL_RELAYS: hosts} if len(hosts) > 1 else {}
+
+    def stream_host(self, target: Target) -> str | None:
+        """Every follow is streamed from every relay: the pool, or the one relay."""
+        hosts = self._hosts()
+        if target.network != self._network or not hosts:
+            return None
+        return ALL_RELAYS if len(hosts) > 1 else hosts[0]
 
     async def resolve(self, kind: TargetKind, query: str) -> Target:
         if not self._pool.relays:
@@ -65,34 +95,62 @@ class NostrSource:
         return resolve_target(self._network, kind, query)
 
     async def fetch(self, target: Target, cursor: str | None) -> FetchResult:
-        """One REQ per relay until EOSE, merged and deduped by event id."""
+        """This follow's notes since its cursor, asked together with other follows' polls."""
         if not self._pool.relays:
             raise UpstreamError(Outcome.REFUSED, "no nostr relays are configured")
         previous = parse_cursor(cursor)
         since = previous - self._settings.since_overlap_s if previous is not None else None
-        limit = self._settings.fetch_limit
-        subs = {"notes": [note_filter(target, since=since, limit=limit)]}
-        if target.kind is TargetKind.ACCOUNT:
-            subs["profile"] = [metadata_filter([target.key])]
-        answers = await self._pool.query(subs, max_events=limit)
-        for answer in answers:
-            for event in answer.events.get("profile", []):
-                if event.pubkey == target.key:
-                    self._profiles.learn(event)
-        events: dict[str, Event] = {}
-        for answer in answers:
-            for event in answer.events.get("notes", []):
-                if matches(target, event):
-                    events.setdefault(event.id, event)
+        events = await self._batcher.fetch(target, since)
         posts: list[Post] = []
         newest = previous
-        for event in events.values():
+        for event in events:
             post = self._builder.build(event)
             if post is None:
                 continue
             posts.append(post)
             newest = max(newest or 0, min(event.created_at, self.now()))
         return FetchResult(posts, str(newest) if newest is not None else None)
+
+    async def _query(self, batch: Sequence[Wanted]) -> dict[str, list[Event]]:
+        """One REQ per relay for the whole batch; again one by one if a relay cut it short."""
+        found = await self._query_together(batch)
+        if found is None:
+            found = {}
+            for wanted in batch:
+                alone = await self._query_together([wanted])
+                found.update(alone or {})
+        return found
+
+    async def _query_together(self, batch: Sequence[Wanted]) -> dict[str, list[Event]] | None:
+        """Events per follow, or None when a relay sent `limit` events (maybe truncated)."""
+        targets = [w.target for w in batch]
+        floors = {w.target.resource_key: w.since for w in batch}
+        alone = len(batch) == 1
+        limit = (
+            self._settings.fetch_limit
+            if alone
+            else merged_limit(self._settings.fetch_limit, len(batch))
+        )
+        subs = {"notes": merged_note_filters(targets, floors, limit=limit)}
+        pubkeys = sorted({t.key for t in targets if t.kind is TargetKind.ACCOUNT})
+        if pubkeys:
+            subs["profile"] = [metadata_filter(pubkeys)]
+        answers = await self._pool.query(subs, max_events=limit)
+        if not alone and any(len(a.events.get("notes", [])) >= limit for a in answers):
+            return None
+        wanted_keys = set(pubkeys)
+        for answer in answers:
+            for event in answer.events.get("profile", []):
+                if event.pubkey in wanted_keys:
+                    self._profiles.learn(event)
+        found: dict[str, dict[str, Event]] = {t.resource_key: {} for t in targets}
+        for answer in answers:
+            for event in answer.events.get("notes", []):
+                for target in targets:
+                    floor = floors[target.resource_key]
+                    if matches(target, event) and (floor is None or event.created_at >= floor):
+                        found[target.resource_key].setdefault(event.id, event)
+        return {key: list(events.values()) for key, events in found.items()}
 
     async def stream(
         self, targets: list[Target], cursors: Mapping[str, str | None], sink: PostSink

@@ -21,10 +21,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from bot.model import Post, Target, TargetKind
+from bot.model import Post, Target, TargetKind, Tombstone
 from bot.protocols import PostSink
-from plugins.nostr.events import KIND_METADATA, Event
+from plugins.nostr.events import KIND_DELETION, KIND_METADATA, Event
 from plugins.nostr.pool import RelayPool, machine_prefix, outcome_for
 from plugins.nostr.posts import PostBuilder, Profiles
 from plugins.nostr.settings import NostrSettings
@@ -110,6 +111,10 @@ class StreamSession:
         self._sink = sink
         self._newest = newest
         self._delivered: OrderedDict[str, None] = OrderedDict()
+        # event id → author of the notes delivered this run: a kind 5 deletion is
+        # mirrored only for a note its own author wrote (NIP-09), known from here.
+        self._authors: OrderedDict[str, str] = OrderedDict()
+        self._retracted: set[str] = set()
 
     async def run(self, targets: list[Target]) -> None:
         async with asyncio.TaskGroup() as group:
@@ -154,7 +159,7 @@ class StreamSession:
                 async with await self._pool.connect(url) as conn:
                     self._pool.record(url, None, conn.connect_s)
                     connected_at = time.monotonic()
-                    await self._listen(conn, targets)
+                    await self._listen(url, conn, targets)
             except RelayError as err:
                 self._pool.record(url, err, 0.0)
                 log.info("nostr relay %s: %s; reconnecting", relay_host(url), err)
@@ -172,14 +177,21 @@ class StreamSession:
             filters = merged_note_filters(chunk, group.floors, limit=limit)
             if group.by_author:
                 filters.append(metadata_filter(sorted(group.by_author), limit=limit))
+                filters.append(self._deletion_filter(group, limit))
             sub_id = f"n{number}"
             await conn.request(sub_id, filters)
             subs[sub_id] = group
         return subs
 
-    async def _listen(self, conn: RelayConnection, targets: list[Target]) -> None:
-        """Subscribe, then relay events until the connection fails (raises `RelayError`)."""
+    async def _listen(self, url: str, conn: RelayConnection, targets: list[Target]) -> None:
+        """Subscribe, then relay events until the connection fails (raises `RelayError`).
+
+        The last REQ's EOSE is a second success after the connect: the relay served the
+        REQ, so the outage work sees it recovered without waiting for a poll. It is
+        recorded after the stored notes are handed over, so they count as caught up.
+        """
         subs = await self._subscribe(conn, targets)
+        served = False
         # Stored events wait for EOSE and go to the core as one batch per target.
         stored: dict[str, list[tuple[Target, Event]]] = {sub_id: [] for sub_id in subs}
         async for message in conn.messages():
@@ -191,12 +203,17 @@ class StreamSession:
                 elif event.kind == KIND_METADATA:
                     if event.pubkey in group.by_author:
                         self._profiles.learn(event)
+                elif event.kind == KIND_DELETION:
+                    await self._on_deletion(group, event)
                 else:
                     await self._on_event(group, event, stored.get(message.sub_id))
             elif isinstance(message, EndOfStored):
                 backlog = stored.pop(message.sub_id, None)
                 if backlog:
                     await self._deliver_backlog(backlog)
+                if not served and not stored:  # every REQ has had its stored notes
+                    served = True
+                    self._pool.record(url, None, 0.0)
             elif isinstance(message, Closed) and message.sub_id in subs:
                 prefix = machine_prefix(message.message) or "no reason given"
                 raise RelayError(outcome_for(message.message), f"closed a subscription ({prefix})")
@@ -227,6 +244,37 @@ class StreamSession:
         for target, items in per_target.values():
             await self._deliver(target, items)
 
+    def _deletion_filter(self, group: Group, limit: int) -> dict[str, Any]:
+        """Kind 5 deletions by the followed authors, from the group's lowest cursor."""
+        dated = [floor for floor in group.floors.values() if floor is not None]
+        since = min(dated) if dated else self._now()
+        return {
+            "kinds": [KIND_DELETION],
+            "authors": sorted(group.by_author),
+            "since": max(0, since),
+            "limit": limit,
+        }
+
+    async def _on_deletion(self, group: Group, event: Event) -> None:
+        """A followed author deleted notes: retract those Starling relayed for them."""
+        targets = group.by_author.get(event.pubkey)
+        if not targets:
+            return
+        gone = [
+            note_id
+            for note_id in dict.fromkeys(event.tag_values("e"))
+            if self._authors.get(note_id) == event.pubkey and note_id not in self._retracted
+        ]
+        if not gone:
+            return  # not ours, not its author's, or already retracted (another relay)
+        self._retracted.update(gone)
+        target = targets[0]
+        newest = self._newest.get(target.resource_key)
+        tombstones = [Tombstone(self._builder.network, note_id) for note_id in gone]
+        await self._sink(
+            target, [], str(newest) if newest is not None else None, deleted=tombstones
+        )
+
     def _key(self, target: Target, event: Event) -> str:
         return f"{target.resource_key}|{event.id}"
 
@@ -243,10 +291,13 @@ class StreamSession:
             if key in self._delivered:
                 continue  # the same event from another relay got here first
             self._delivered[key] = None
+            self._authors[event.id] = event.pubkey
             fresh.append(post)
             newest = max(newest or 0, min(event.created_at, now))
         while len(self._delivered) > DELIVERED_MEMORY:
             self._delivered.popitem(last=False)
+        while len(self._authors) > DELIVERED_MEMORY:
+            self._authors.popitem(last=False)
         if not fresh:
             return
         self._newest[target.resource_key] = newest

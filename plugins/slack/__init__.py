@@ -8,11 +8,14 @@ from __future__ import annotations
 from bot.protocols import PluginContext
 from plugins.slack.chat import SlackChat
 from plugins.slack.config import SlackSettings, load_settings
+from plugins.slack.oauth import SlackOAuthChat
 
 
 def create(ctx: PluginContext) -> SlackChat:
     settings = load_settings(ctx.config, ctx.name)
+    if settings.oauth:  # one process, every workspace that installed it
+        return SlackOAuthChat(settings, ctx.health, ctx.clock, name=ctx.name)
     return SlackChat(settings, ctx.health, ctx.clock, name=ctx.name)
 
 
-__all__ = ["SlackChat", "SlackSettings", "create"]
+__all__ = ["SlackChat", "SlackOAuthChat", "SlackSettings", "create"]

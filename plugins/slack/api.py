@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -58,6 +60,24 @@ AUTH_ERRORS = frozenset(
 SERVER_ERRORS = frozenset(
     {"fatal_error", "internal_error", "service_unavailable", "request_timeout"}
 )
+# The bot token of the workspace being served (multi-workspace OAuth). Task-local, so
+# a send to one workspace and a command from another never borrow each other's token.
+_acting_token: ContextVar[str] = ContextVar("slack_acting_token", default="")
+
+
+def act_for_this_request(token: str | None) -> None:
+    """From here on in this task (one request to Starling's HTTP endpoint), use `token`."""
+    _acting_token.set(token or "")
+
+
+@contextmanager
+def acting_as(token: str | None) -> Iterator[None]:
+    """Within this block, calls without an explicit token use `token`."""
+    reset = _acting_token.set(token or "")
+    try:
+        yield
+    finally:
+        _acting_token.reset(reset)
 
 
 class SlackFailure(Exception):
@@ -147,6 +167,7 @@ class SlackApi:
     ) -> dict[str, Any]:
         """POST (JSON body) or GET (`params`) one Web API method; raise `SlackFailure`."""
         client = self.client
+        token = token or _acting_token.get()
         headers = {"Authorization": f"Bearer {token}"} if token else None
         verb = "GET" if params is not None else "POST"
         started = time.monotonic()

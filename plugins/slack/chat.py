@@ -2,9 +2,10 @@
 
 Exactly once: every message carries its idempotency key in Slack message
 metadata (`starling_delivery`), and `find_sent` reads it back from the channel
-history. A send whose outcome is unknown (a timeout, a dropped connection, a 5xx)
-leaves its key "uncertain", so the next attempt looks in the history before it
-posts again.
+history and, as history does not list thread replies, from the threads under
+Starling's own messages that had replies in the same window. A send whose
+outcome is unknown (a timeout, a dropped connection, a 5xx) leaves its key
+"uncertain", so the next attempt looks in the history before it posts again.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ LOOKUP_MAX_WAIT_S = 30.0
 # A failed history lookup in these cases proves nothing was posted (or cannot be checked).
 _LOOKUP_GIVES_UP = frozenset({"channel_not_found", "is_archived", "not_in_channel"})
 _GONE = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
+THREAD_MARK = "@"  # a reply's message ref: "<ts>@<thread ts>"
+THREAD_SCAN = 20  # the most threads (newest reply first) one lookup reads
+
+
+class _GiveUp(Exception):
+    """The lookup cannot run here (no channel, not a member): nothing to find."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,29 +101,33 @@ class SlackChat:
 
     async def send(self, channel: ChannelRef, message: RichMessage, key: str) -> str:
         channel_id = self._channel_id(channel)
+        root = thread_root(message.thread_ref)
         if key in self._uncertain:
-            found = await self._lookup(channel_id, key)
+            found = await self._lookup(channel_id, key, thread=root)
             if found is not None:
                 self._uncertain.discard(key)
                 return found
         metadata = {"event_type": EVENT_TYPE, "event_payload": {"key": key}}
-        body = await self._post_with_fallbacks(
-            "chat.postMessage", {"channel": channel_id, "metadata": metadata}, message, key
-        )
+        base: dict[str, Any] = {"channel": channel_id, "metadata": metadata}
+        if root:
+            base["thread_ts"] = root  # a reply goes into its relayed parent's thread
+        body = await self._post_with_fallbacks("chat.postMessage", base, message, key)
         self._uncertain.discard(key)
-        return str(body.get("ts") or "")
+        ts = str(body.get("ts") or "")
+        return f"{ts}{THREAD_MARK}{root}" if root and ts else ts
 
     async def edit(self, channel: ChannelRef, message_ref: str, message: RichMessage) -> None:
         channel_id = self._channel_id(channel)
         await self._post_with_fallbacks(
-            "chat.update", {"channel": channel_id, "ts": message_ref}, message, None
+            "chat.update", {"channel": channel_id, "ts": message_ts(message_ref)}, message, None
         )
 
     async def delete(self, channel: ChannelRef, message_ref: str) -> None:
         """Remove a relayed message; one that is already gone counts as removed."""
         channel_id = self._channel_id(channel)
+        ts = message_ts(message_ref)
         try:
-            await self.api.call("chat.delete", json={"channel": channel_id, "ts": message_ref})
+            await self.api.call("chat.delete", json={"channel": channel_id, "ts": ts})
         except SlackFailure as failure:
             if failure.error == "message_not_found":
                 return
@@ -173,9 +184,41 @@ class SlackChat:
         self._uncertain.discard(key)
         return found
 
-    async def _lookup(self, channel_id: str, key: str) -> str | None:
+    async def _lookup(self, channel_id: str, key: str, *, thread: str = "") -> str | None:
+        """The message ref sent with `key`: in `thread` when it was meant for one, in the
+        channel history, then in the threads under Starling's messages with recent
+        replies (a reply's ref, `<ts>@<thread ts>`, as `send` returns it)."""
         # Slack's timestamps are its own wall clock, not Starling's (injectable) one.
-        oldest = time.time() - self.settings.history_window_s
+        oldest = f"{time.time() - self.settings.history_window_s:.6f}"
+        threads: dict[str, float] = {}  # thread ts → its latest reply, for our parents
+        try:
+            if thread:
+                found = await self._search("conversations.replies", channel_id, key, oldest, thread)
+                if found is not None:
+                    return found
+            found = await self._search("conversations.history", channel_id, key, oldest, threads)
+            if found is not None:
+                return found
+            newest = sorted(threads, key=threads.__getitem__, reverse=True)
+            for root in [t for t in newest if t != thread][:THREAD_SCAN]:
+                found = await self._search("conversations.replies", channel_id, key, oldest, root)
+                if found is not None:
+                    return found
+        except _GiveUp:
+            return None
+        return None
+
+    async def _search(
+        self,
+        method: str,
+        channel_id: str,
+        key: str,
+        oldest: str,
+        where: str | dict[str, float],
+    ) -> str | None:
+        """Page through the history (noting in `where` our threads with recent replies)
+        or through the thread `where` names, looking for the key."""
+        root = where if isinstance(where, str) else ""
         cursor = ""
         seen = 0
         rate_limited = 0
@@ -183,16 +226,20 @@ class SlackChat:
             params = {
                 "channel": channel_id,
                 "limit": str(min(HISTORY_PAGE, self.settings.history_max_messages - seen)),
-                "oldest": f"{oldest:.6f}",
+                "oldest": oldest,
                 "include_all_metadata": "true",
             }
+            if root:
+                params["ts"] = root
             if cursor:
                 params["cursor"] = cursor
             try:
-                page = await self.api.call("conversations.history", params=params)
+                page = await self.api.call(method, params=params)
             except SlackFailure as failure:
+                if failure.error == "thread_not_found":
+                    return None  # the parent is gone, and with it its thread
                 if failure.error in _LOOKUP_GIVES_UP:
-                    return None
+                    raise _GiveUp from None
                 if failure.outcome is Outcome.RATE_LIMITED and rate_limited < (
                     LOOKUP_RATE_LIMIT_TRIES
                 ):
@@ -205,12 +252,17 @@ class SlackChat:
                         "a message sent just before a crash may appear twice",
                         failure,
                     )
-                    return None
+                    raise _GiveUp from None
                 raise ChatError(str(failure), retry_after_s=failure.retry_after_s) from None
             messages = page.get("messages") or []
             for msg in messages:
+                ts = str(msg.get("ts") or "")
                 if _delivery_key(msg) == key:
-                    return str(msg.get("ts") or "")
+                    in_thread = str(msg.get("thread_ts") or "")
+                    return f"{ts}{THREAD_MARK}{in_thread}" if in_thread not in ("", ts) else ts
+                latest = _float(msg.get("latest_reply"))
+                if isinstance(where, dict) and latest > float(oldest) and _delivery_key(msg):
+                    where[ts] = latest  # one of ours, with replies since `oldest`
             seen += len(messages)
             cursor = str((page.get("response_metadata") or {}).get("next_cursor") or "")
             if not page.get("has_more") or not cursor or not messages:
@@ -251,6 +303,18 @@ class SlackChat:
         await self.api.aclose()
 
 
+def message_ts(message_ref: str) -> str:
+    """The `ts` of a message Starling sent (a reply's ref also names its thread)."""
+    return message_ref.partition(THREAD_MARK)[0]
+
+
+def thread_root(message_ref: str) -> str:
+    """The thread to reply in under a message: its own thread when it is a reply
+    already (Slack threads are one level deep), else the message itself."""
+    ts, _, root = message_ref.partition(THREAD_MARK)
+    return root or ts
+
+
 def _delivery_key(message: dict[str, Any]) -> str | None:
     metadata = message.get("metadata")
     if not isinstance(metadata, dict) or metadata.get("event_type") != EVENT_TYPE:
@@ -258,6 +322,13 @@ def _delivery_key(message: dict[str, Any]) -> str | None:
     payload = metadata.get("event_payload")
     key = payload.get("key") if isinstance(payload, dict) else None
     return key if isinstance(key, str) else None
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _chat_error(failure: SlackFailure) -> ChatError:

@@ -14,7 +14,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.model import RichMessage
+from bot.model import Action, RichMessage
 from bot.render import defuse
 
 SECTION_LIMIT = 3000  # Block Kit: section text
@@ -25,6 +25,9 @@ REPLY_LIMIT = 3900  # command replies; Slack truncates messages past 4000
 URL_LIMIT = 3000  # image_url and button url
 MAX_IMAGES = 4
 OPEN_ACTION = "starling_open"
+COMMAND_ACTION = "starling_cmd:"  # + the command; the button's value holds its arguments
+BUTTON_TEXT_LIMIT = 75
+BUTTON_VALUE_LIMIT = 2000
 DATE_FORMAT = "{date_short_pretty} {time}"
 
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
@@ -166,7 +169,32 @@ def render_blocks(message: RichMessage, *, with_images: bool = True) -> list[dic
         blocks.append(
             {"type": "context", "elements": [_mrkdwn(escape_linked(footer, CONTEXT_LIMIT))]}
         )
+    blocks += action_blocks(message.actions)
     return blocks
+
+
+def action_blocks(actions: tuple[Action, ...]) -> list[dict[str, Any]]:
+    """Buttons that run a command when clicked: `starling_cmd:<command>`, args in `value`.
+
+    Everything a click needs is in the button, so it still works after a restart;
+    the server checks the clicker's permissions as for a typed command.
+    """
+    buttons = []
+    for action in actions[:25]:
+        button: dict[str, Any] = {
+            "type": "button",
+            "text": {
+                "type": "plain_text",
+                "text": action.label[:BUTTON_TEXT_LIMIT],
+                "emoji": False,
+            },
+            "action_id": COMMAND_ACTION + action.command,
+            "value": action.args[:BUTTON_VALUE_LIMIT],
+        }
+        if action.style in ("primary", "danger"):
+            button["style"] = action.style
+        buttons.append(button)
+    return [{"type": "actions", "elements": buttons}] if buttons else []
 
 
 def render_fallback(message: RichMessage) -> str:

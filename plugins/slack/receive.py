@@ -15,17 +15,19 @@ from urllib.parse import urlsplit
 from aiohttp import WSMessage, web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import Outcome
 from bot.protocols import CommandService, Invocation
+from plugins.slack import actions, compose
 from plugins.slack.api import SlackFailure
 from plugins.slack.format import OPEN_ACTION, command_text, reply_text
 
 if TYPE_CHECKING:
     from plugins.slack.chat import Identity, SlackChat
+    from plugins.slack.oauth import SlackOAuthChat
 
 log = logging.getLogger(__name__)
 bolt_log = logging.getLogger("plugins.slack.bolt")
@@ -36,6 +38,12 @@ SUBSCRIBING = frozenset({"follow", "search"})
 
 async def receive(chat: SlackChat, commands: CommandService, stop: asyncio.Event) -> None:
     """Run until `stop` is set; return early (and say why) if Slack refuses the credentials."""
+    if chat.settings.oauth:  # every workspace that installed it; the identity is per request
+        from plugins.slack.chat import Identity
+
+        anyone = Identity(team_id="", team="", user_id="", user="", bot_id="")
+        await _serve_http(chat, build_bolt_app(chat, commands, anyone), stop)
+        return
     try:
         identity = await chat.fetch_identity()
     except SlackFailure as failure:
@@ -77,29 +85,63 @@ def build_bolt_app(chat: SlackChat, commands: CommandService, identity: Identity
             bot_token=token,
         )
 
+    # Bolt accepts None from `authorize`: "not authorized".
+    auth: dict[str, Any] = {"authorize": authorize}
+    workspaces = _oauth_chat(chat)
+    if workspaces is not None:
+        auth = {"oauth_settings": workspaces.oauth_settings()}
     app = AsyncApp(
         client=client,
-        authorize=authorize,  # type: ignore[arg-type]  # Bolt accepts None: "not authorized"
+        **auth,
         signing_secret=settings.signing_secret.get_secret_value() if http else "",
         request_verification_enabled=http,
         ssl_check_enabled=http,
         url_verification_enabled=http,
         logger=bolt_log,
         user_facing_authorize_error_message=(
-            "This Starling is installed in another Slack workspace; nothing was changed."
+            "Starling is not installed in this Slack workspace; nothing was changed."
+            if settings.oauth
+            else "This Starling is installed in another Slack workspace; nothing was changed."
         ),
     )
+    if workspaces is not None:
+        workspaces.serve_workspaces(app)  # per-request token and team; uninstall events
 
-    async def on_command(ack: AsyncAck, body: dict[str, Any]) -> None:
+    async def on_command(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
         await ack()
-        await _run_command(chat, commands, identity, body)
+        await _run_command(chat, commands, _who(identity, context), body)
 
     async def on_open_button(ack: AsyncAck) -> None:
         await ack()  # a link button opens its URL in the browser; nothing to do here
 
     app.command(settings.command)(on_command)
     app.action(OPEN_ACTION)(on_open_button)
+    actions.register(app, chat, commands, lambda context: _who(identity, context))
+    compose.register(app, chat, commands, lambda context: _who(identity, context))
     return app
+
+
+def _oauth_chat(chat: SlackChat) -> SlackOAuthChat | None:
+    from plugins.slack.oauth import SlackOAuthChat  # it builds on SlackChat, which imports us
+
+    return chat if isinstance(chat, SlackOAuthChat) else None
+
+
+def _who(identity: Identity, context: AsyncBoltContext) -> Identity:
+    """The single workspace's identity, or (OAuth) the one Bolt authorized this request for."""
+    if identity.team_id:
+        return identity
+    from plugins.slack.chat import Identity
+
+    result = context.authorize_result
+    return Identity(
+        team_id=context.team_id or "",
+        team=str(result.team or "") if result else "",
+        user_id=context.bot_user_id or "",
+        user=str(result.user or "") if result else "",
+        bot_id=context.bot_id or "",
+        enterprise_id=context.enterprise_id,
+    )
 
 
 async def _run_command(
@@ -112,6 +154,8 @@ async def _run_command(
     name = name.lower().lstrip("/") or "help"
     channel = chat.channel_ref(identity.team_id, channel_id, str(body.get("channel_name") or ""))
     prefix = chat.settings.command
+    if name == "post" and not args.strip() and await compose.open_composer(chat, body, channel_id):
+        return  # `/starling post` alone opens the composer
     try:
         reply = await commands.handle(Invocation(channel, user, name, args.strip()))
     except Exception:
@@ -122,7 +166,11 @@ async def _run_command(
     text = reply.text
     if text.startswith(f"/{name}"):  # the core names the command it ran, Slack-style is longer
         text = f"{prefix} {name}{text[len(name) + 1 :]}"
-    await _answer(chat, body, reply_text(text, prefix, commands.command_names()), reply.ephemeral)
+    shown = reply_text(text, prefix, commands.command_names())
+    if reply.actions:  # buttons under the answer (Delete after /post)
+        await actions.answer(chat, body, shown, reply.ephemeral, reply.actions)
+    else:
+        await _answer(chat, body, shown, reply.ephemeral)
     if name in SUBSCRIBING and reply.changed and not await chat.is_member(channel_id):
         note = (
             f"Note: Starling is not a member of this channel yet, so it cannot post here. "
@@ -189,6 +237,21 @@ async def _serve_http(chat: SlackChat, bolt: AsyncApp, stop: asyncio.Event) -> N
 
     app = web.Application(client_max_size=MAX_BODY)
     app.router.add_post(settings.http_path, endpoint)
+    flow = bolt.oauth_flow
+    if flow is not None:  # multi-workspace: the browser's install flow, state checked by Bolt
+
+        async def install(request: web.Request) -> web.Response:
+            return await to_aiohttp_response(
+                await flow.handle_installation(await to_bolt_request(request))
+            )
+
+        async def redirect(request: web.Request) -> web.Response:
+            return await to_aiohttp_response(
+                await flow.handle_callback(await to_bolt_request(request))
+            )
+
+        app.router.add_get(flow.install_path, install)
+        app.router.add_get(flow.redirect_uri_path, redirect)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     try:

@@ -26,7 +26,8 @@ __all__ = ["XNetwork", "XSettings", "create"]
 def create(ctx: PluginContext) -> XNetwork:
     settings = parse_plugin_config(XSettings, dict(ctx.config), ctx.name)
     data_dir = Path(ctx.data_dir)
-    budget = ReadBudget(settings.max_reads_per_day, ctx.clock, data_dir / f"{ctx.name}-reads.json")
+    legacy = data_dir / f"{ctx.name}-reads.json"  # where releases before 0008 kept the count
+    budget = ReadBudget(settings.max_reads_per_day, ctx.clock, ctx.state, legacy)
     api = XApi(settings, network=ctx.name, health=ctx.health, clock=ctx.clock, budget=budget)
     journal = Journal(data_dir / f"{ctx.name}-posts.json")
     return XNetwork(ctx.name, settings, api, ctx.clock, journal)
@@ -61,6 +62,8 @@ class XNetwork:
         lines = [
             f"{self.name}: {budget.reads} of {budget.cap} daily reads used, "
             f"{budget.posts} posts received today (UTC)"
+            if budget.loaded
+            else f"{self.name}: no reads since the start yet (daily cap {budget.cap})"
         ]
         if budget.exhausted:
             lines.append(

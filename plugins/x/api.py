@@ -189,7 +189,7 @@ class XApi:
             )
         bucket = self.check_limit(endpoint, credential)
         if method == "GET":
-            self._take_read()
+            await self._take_read()
         started = time.monotonic()
         try:
             response = await self._http().request(
@@ -242,9 +242,9 @@ class XApi:
             )
         return bucket
 
-    def _take_read(self) -> None:
+    async def _take_read(self) -> None:
         try:
-            self.budget.take()
+            await self.budget.take()
         except CapReached as cap_reached:
             message = (
                 f"the daily cap of {cap_reached.cap} X reads is used up "
@@ -254,9 +254,10 @@ class XApi:
             if self._cap_reported_on != today:
                 # Once a day, so /status says why X went quiet; no request was made.
                 self._cap_reported_on = today
-                self._health.record(self.network, self.host, Outcome.RATE_LIMITED, detail=message)
+                self._health.record(self.network, self.host, Outcome.SKIPPED, detail=message)
+            # Skipped, not rate limited: X did nothing wrong, so no backoff and no outage.
             raise UpstreamError(
-                Outcome.RATE_LIMITED, message, retry_after_s=cap_reached.retry_after_s
+                Outcome.SKIPPED, message, retry_after_s=cap_reached.retry_after_s
             ) from None
 
     def _status_error(

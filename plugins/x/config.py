@@ -33,6 +33,7 @@ class XSettings(PluginSettings):
     timeout_s: float = Field(default=15.0, gt=0)
     max_results: int = Field(default=100, ge=10, le=100)
     first_fetch_results: int = Field(default=10, ge=10, le=100)
+    max_pages: int = Field(default=5, ge=1, le=50)
     max_query_length: int = Field(default=512, ge=1, le=4096)
     user_agent: str = f"Starling/{__version__} (X relay for team chat)"
 

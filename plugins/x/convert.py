@@ -225,7 +225,20 @@ def to_post(
         is_reply="replied_to" in refs,
         is_repost="retweeted" in refs,
         is_quote="quoted" in refs,
+        reply_to_id=_parent_id(refs.get("replied_to", ""), includes)
+        if "retweeted" not in refs
+        else "",
     )
+
+
+def _parent_id(replied_to: str, includes: Includes) -> str:
+    """The replied-to tweet's identity, as its own `Post` has it: the first id of its
+    edit history when X included the parent, else the id the reply names."""
+    if not is_tweet_id(replied_to):
+        return ""
+    history = includes.tweets.get(replied_to, {}).get("edit_history_tweet_ids")
+    first = _str(history[0]) if isinstance(history, list) and history else ""
+    return first if is_tweet_id(first) else replied_to
 
 
 def to_posts(body: Mapping[str, Any], network: str, fallback_username: str = "") -> list[Post]:

@@ -14,6 +14,7 @@ account or search again within 3/4 of that, answering such a poll from memory
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import timedelta
 from typing import Any
@@ -47,6 +48,7 @@ USER_TIMELINE = "GET /2/users/:id/tweets"
 RECENT_SEARCH = "GET /2/tweets/search/recent"
 USER_LOOKUP = "GET /2/users/by/username/:username"
 SEARCH_REACH = timedelta(days=6, hours=23)
+log = logging.getLogger(__name__)
 
 
 def parse_account(query: str) -> str:
@@ -156,22 +158,87 @@ class XSource:
                 else self._settings.first_fetch_results
             ),
         }
-        if cursor and not (target.kind is TargetKind.SEARCH and self._too_old(cursor)):
+        since = bool(cursor) and not (
+            target.kind is TargetKind.SEARCH and self._too_old(cursor or "")
+        )
+        if since and cursor:
             params["since_id"] = cursor
         credential = self._api.read_credential()
         if target.kind is TargetKind.SEARCH:
             params["query"] = target.key
             endpoint, path, fallback = RECENT_SEARCH, "/2/tweets/search/recent", ""
+            page_param = "next_token"
         else:
             if not is_tweet_id(target.key):
                 raise UpstreamError(Outcome.PARSE, f"{target.key!r} is not an X user id")
             fallback = self._usernames.get(target.key) or target.display.removeprefix("@")
             endpoint, path = USER_TIMELINE, f"/2/users/{target.key}/tweets"
+            page_param = "pagination_token"
         self.spacing.mark(key)
-        answer = await self._api.request(
-            "GET", endpoint, path, credential=credential, params=params
-        )
-        return self._result(answer, cursor, fallback)
+        try:
+            answer = await self._api.request(
+                "GET", endpoint, path, credential=credential, params=params
+            )
+        except UpstreamError as err:
+            if err.outcome is Outcome.SKIPPED and cursor is not None:
+                # The read cap is spent: a neutral "nothing new" until it resets.
+                return FetchResult([], cursor, not_modified=True, retry_after_s=err.retry_after_s)
+            raise
+        if since:
+            # Only between two polls: more than one page arrived since the cursor.
+            answer = await self._more_pages(answer, endpoint, path, params, page_param, target)
+        result = self._result(answer, cursor, fallback)
+        await self._api.budget.add_posts(len(answer.body.get("data") or []))
+        return result
+
+    async def _more_pages(
+        self,
+        first: Answer,
+        endpoint: str,
+        path: str,
+        params: dict[str, str],
+        page_param: str,
+        target: Target,
+    ) -> Answer:
+        """Follow `meta.next_token` up to `max_pages` requests, all counted as reads.
+
+        X answers newest first, so a poll cut short (page cap, read cap, rate limit)
+        keeps what it has paid for and skips the oldest of the burst; that is logged.
+        """
+        body = first.body
+        data: list[Any] = list(body.get("data") or [])
+        includes: dict[str, list[Any]] = _includes_of(body)
+        token = _next_token(body)
+        pages = 1
+        while token and pages < self._settings.max_pages:
+            try:
+                more = await self._api.request(
+                    "GET",
+                    endpoint,
+                    path,
+                    credential=self._api.read_credential(),
+                    params=params | {page_param: token},
+                )
+            except UpstreamError as err:
+                if err.outcome not in (Outcome.SKIPPED, Outcome.RATE_LIMITED):
+                    raise  # the cursor stays; the next poll reads the whole burst again
+                log.warning("x: %s: stopped paging after %d pages: %s", target.key, pages, err)
+                return _merged(body, data, includes)
+            pages += 1
+            page = more.body.get("data")
+            if isinstance(page, list):
+                data += page
+            for name, items in _includes_of(more.body).items():
+                includes.setdefault(name, []).extend(items)
+            token = _next_token(more.body)
+        if token:
+            log.warning(
+                "x: %s: more than %d pages of posts since the last poll; the oldest are skipped "
+                "(raise max_pages or poll more often)",
+                target.key,
+                self._settings.max_pages,
+            )
+        return _merged(body, data, includes) if pages > 1 else first
 
     def _too_old(self, cursor: str) -> bool:
         """Recent search refuses a `since_id` older than its 7-day reach: then ask without one
@@ -190,8 +257,31 @@ class XSource:
         if data is not None and not isinstance(data, list):
             raise UpstreamError(Outcome.PARSE, "X sent a timeline that is not a list")
         posts = to_posts(body, self._network, fallback)
-        self._api.budget.add_posts(len(data or []))
         return FetchResult(posts, _newest(body, data or [], cursor))
+
+
+def _next_token(body: dict[str, Any]) -> str:
+    meta = body.get("meta")
+    token = meta.get("next_token") if isinstance(meta, dict) else None
+    return token if isinstance(token, str) and token else ""
+
+
+def _includes_of(body: dict[str, Any]) -> dict[str, list[Any]]:
+    includes = body.get("includes")
+    if not isinstance(includes, dict):
+        return {}
+    return {k: list(v) for k, v in includes.items() if isinstance(v, list)}
+
+
+def _merged(first: dict[str, Any], data: list[Any], includes: dict[str, list[Any]]) -> Answer:
+    """Several pages as one answer: all posts, all expansions; `meta` of the first
+    (its `newest_id` is the newest of the whole burst)."""
+    body = dict(first)
+    if data:
+        body["data"] = data
+    if includes:
+        body["includes"] = includes
+    return Answer(200, body)
 
 
 def _newest(body: dict[str, Any], data: list[Any], cursor: str | None) -> str:

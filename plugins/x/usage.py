@@ -1,22 +1,26 @@
 """The daily read budget: X bills every read, so Starling counts them and stops at a cap.
 
-The count lives in a small JSON file in the data directory, so a restart does not
-hand out a fresh budget. A read is counted *before* its request is sent: a crash
-mid-request can only over-count, never let the cap be exceeded.
+The count lives in the plugin's state in Starling's database (`ctx.state`, key
+`reads`), so a restart does not hand out a fresh budget. Older releases kept it in
+`<name>-reads.json` under the data directory; that file is imported once and then
+renamed to `…json.imported`. A read is counted *before* its request is sent: a
+crash mid-request can only over-count, never let the cap be exceeded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.clock import Clock
+from bot.pluginstate import PluginState
 
 log = logging.getLogger(__name__)
+STATE_KEY = "reads"
 
 
 class CapReached(Exception):
@@ -34,31 +38,47 @@ class _Day:
     reads: int = 0
     posts: int = 0
 
+    def to_json(self) -> str:
+        return json.dumps({"day": self.day, "reads": self.reads, "posts": self.posts})
+
+
+def _parse(text: str) -> _Day:
+    raw = json.loads(text)
+    return _Day(str(raw["day"]), int(raw["reads"]), int(raw.get("posts", 0)))
+
 
 class ReadBudget:
-    """Reads (requests) and posts received per UTC day, persisted in `path` when given."""
+    """Reads (requests) and posts received per UTC day, kept in the plugin's state."""
 
-    def __init__(self, cap: int, clock: Clock, path: Path | None) -> None:
+    def __init__(
+        self, cap: int, clock: Clock, state: PluginState, legacy_path: Path | None = None
+    ) -> None:
         self.cap = cap
         self._clock = clock
-        self._path = path
+        self._store = state
+        self._legacy = legacy_path
         self._state: _Day | None = None
+        self._load_lock = asyncio.Lock()
+        self._save_lock = asyncio.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        """False until the first read after a start has loaded today's count."""
+        return self._state is not None
 
     def _today(self) -> _Day:
-        if self._state is None:
-            self._state = self._load()
         today = _utc_now(self._clock).date().isoformat()
-        if self._state.day != today:
+        if self._state is None or self._state.day != today:
             self._state = _Day(today)
         return self._state
 
     @property
     def reads(self) -> int:
-        return self._today().reads
+        return self._today().reads if self.loaded else 0
 
     @property
     def posts(self) -> int:
-        return self._today().posts
+        return self._today().posts if self.loaded else 0
 
     @property
     def exhausted(self) -> bool:
@@ -69,41 +89,64 @@ class ReadBudget:
         midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
         return max(1.0, (midnight - now).total_seconds())
 
-    def take(self) -> None:
+    async def take(self) -> None:
         """Count one read, or raise `CapReached` without counting when none are left."""
+        await self.load()
         state = self._today()
         if state.reads >= self.cap:
             raise CapReached(self.cap, self.seconds_to_reset())
         state.reads += 1
-        self._save(state)
+        await self._save()
 
-    def add_posts(self, count: int) -> None:
+    async def add_posts(self, count: int) -> None:
         if count:
-            state = self._today()
-            state.posts += count
-            self._save(state)
+            await self.load()
+            self._today().posts += count
+            await self._save()
 
-    def _load(self) -> _Day:
-        if self._path is None or not self._path.exists():
-            return _Day()
-        try:
-            raw = json.loads(self._path.read_text(encoding="utf-8"))
-            return _Day(str(raw["day"]), int(raw["reads"]), int(raw.get("posts", 0)))
-        except (OSError, ValueError, KeyError, TypeError):
-            log.warning("x: could not read %s; counting today's reads from zero", self._path)
-            return _Day()
-
-    def _save(self, state: _Day) -> None:
-        if self._path is None:
+    async def load(self) -> None:
+        """Today's count from the state (once), importing the old JSON file if it is there."""
+        if self._state is not None:
             return
-        data = json.dumps({"day": state.day, "reads": state.reads, "posts": state.posts})
-        tmp = self._path.with_suffix(".tmp")
+        async with self._load_lock:
+            if self._state is not None:
+                return
+            text = await self._store.get(STATE_KEY)
+            imported = False
+            if text is None:
+                text, imported = self._read_legacy(), True
+            try:
+                day = _parse(text) if text else _Day()
+            except (ValueError, KeyError, TypeError):
+                log.warning("x: the stored read count is unreadable; counting from zero")
+                day = _Day()
+            self._state = day
+            if imported and text:
+                await self._save()
+                self._retire_legacy()
+
+    def _read_legacy(self) -> str:
+        if self._legacy is None or not self._legacy.is_file():
+            return ""
         try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(data, encoding="utf-8")
-            os.replace(tmp, self._path)
+            return self._legacy.read_text(encoding="utf-8")
         except OSError as err:
-            log.warning("x: could not save the read count to %s: %s", self._path, err)
+            log.warning("x: could not read %s: %s", self._legacy, err)
+            return ""
+
+    def _retire_legacy(self) -> None:
+        """Rename the imported file, so it is never imported over a newer count."""
+        assert self._legacy is not None
+        try:
+            self._legacy.replace(self._legacy.with_name(self._legacy.name + ".imported"))
+        except OSError as err:
+            log.warning("x: imported %s but could not rename it: %s", self._legacy, err)
+
+    async def _save(self) -> None:
+        # Whoever holds the lock writes the newest count, so saves cannot land out of order.
+        async with self._save_lock:
+            if self._state is not None:
+                await self._store.put(STATE_KEY, self._state.to_json())
 
 
 def next_midnight_text(clock: Clock) -> str:

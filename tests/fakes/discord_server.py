@@ -24,6 +24,7 @@ import re
 import secrets
 import time
 import zlib
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -95,6 +96,8 @@ class Spec:
         if "$ref" in schema:
             _, _, kind, name = schema["$ref"].split("/")
             return self.errors(instance, self.doc["components"][kind][name], where)
+        if schema.get("format") == "snowflake" and type(instance) is int:
+            instance = str(instance)  # Discord takes snowflakes as integers too (discord.py)
         problems: list[str] = []
         for part in schema.get("allOf", []):
             problems += self.errors(instance, part, where)
@@ -349,6 +352,7 @@ class DiscordServer:
         bucket_limit: int = 5,
         bucket_window_s: float = 5.0,
         nonce_window_s: float = 300.0,
+        global_limit_per_s: int = 50,
     ) -> None:
         self.spec = Spec()
         self.snowflake = Snowflakes()
@@ -392,6 +396,11 @@ class DiscordServer:
         self._failures: list[tuple[str, int, bool]] = []
         self._nonces: dict[tuple[str, str, str], tuple[float, dict[str, Any]]] = {}
         self._global_until = 0.0
+        # Discord's standing global limit: requests per second per bot token, every
+        # route but interaction callbacks. 0 turns it off.
+        self.global_limit_per_s = global_limit_per_s
+        self._global_window: deque[float] = deque()
+        self.global_429s = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.arrived = asyncio.Condition()
@@ -589,6 +598,160 @@ class DiscordServer:
         await self.dispatch("INTERACTION_CREATE", payload)
         return log
 
+    async def click(
+        self,
+        channel: Channel,
+        message: dict[str, Any],
+        label: str,
+        *,
+        user_id: str = "80351110224678912",
+        username: str = "ada",
+        permissions: int = MEMBER,
+    ) -> InteractionLog:
+        """A member clicks the button `label` on `message` (an INTERACTION_CREATE of type 3).
+
+        Fails the test when the message shows no such button: a member cannot click it.
+        """
+        buttons = [
+            component
+            for row in message.get("components") or []
+            for component in row.get("components") or []
+            if component.get("type") == 2 and component.get("label") == label
+        ]
+        if not buttons or "custom_id" not in buttons[0]:
+            raise AssertionError(f"no button {label!r} on message {message.get('id')}")
+        log = InteractionLog(self.snowflake(), secrets.token_urlsafe(48), 3, "", channel.id, 0)
+        self.interactions[log.token] = log
+        member = self._member(permissions)
+        member["user"] = {**member["user"], "id": user_id, "username": username}
+        payload = {
+            "id": log.id,
+            "application_id": self.application_id,
+            "type": 3,
+            "data": {"custom_id": buttons[0]["custom_id"], "component_type": 2},
+            "message": self._public(message),
+            "guild_id": channel.guild_id,
+            "guild": {"id": channel.guild_id, "locale": "en-US", "features": []},
+            "channel_id": channel.id,
+            "channel": {**channel.payload(), "permissions": str(permissions)},
+            "member": member,
+            "token": log.token,
+            "version": 1,
+            "app_permissions": str(MEMBER),
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": channel.guild_id},
+            "context": 0,
+            "attachment_size_limit": 10_485_760,
+        }
+        log.sent_at = time.monotonic()
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return log
+
+    def _interaction_payload(
+        self,
+        log: InteractionLog,
+        channel: Channel,
+        data: dict[str, Any],
+        *,
+        user_id: str,
+        username: str,
+        permissions: int,
+    ) -> dict[str, Any]:
+        """An INTERACTION_CREATE body from `user_id` in `channel`, as Discord sends it."""
+        member = self._member(permissions)
+        member["user"] = {**member["user"], "id": user_id, "username": username}
+        return {
+            "id": log.id,
+            "application_id": self.application_id,
+            "type": log.kind,
+            "data": data,
+            "guild_id": channel.guild_id,
+            "guild": {"id": channel.guild_id, "locale": "en-US", "features": []},
+            "channel_id": channel.id,
+            "channel": {**channel.payload(), "permissions": str(permissions)},
+            "member": member,
+            "token": log.token,
+            "version": 1,
+            "app_permissions": str(MEMBER),
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": channel.guild_id},
+            "context": 0,
+            "attachment_size_limit": 10_485_760,
+        }
+
+    async def message_command(
+        self,
+        channel: Channel,
+        name: str,
+        message: dict[str, Any],
+        *,
+        user_id: str = "80351110224678912",
+        username: str = "ada",
+        permissions: int = MEMBER,
+    ) -> InteractionLog:
+        """A member picks the message context menu `name` on `message` (command type 3)."""
+        command = self._command(name, channel.guild_id)
+        assert command.get("type") == 3, f"{name!r} is not a message context menu"
+        log = InteractionLog(self.snowflake(), secrets.token_urlsafe(48), 2, name, channel.id, 0)
+        self.interactions[log.token] = log
+        data = {
+            "id": command["id"],
+            "name": name,
+            "type": 3,
+            "target_id": message["id"],
+            "resolved": {"messages": {message["id"]: self._public(message)}},
+            "guild_id": channel.guild_id,
+        }
+        payload = self._interaction_payload(
+            log, channel, data, user_id=user_id, username=username, permissions=permissions
+        )
+        log.sent_at = time.monotonic()
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return log
+
+    async def submit_modal(
+        self,
+        opened: InteractionLog,
+        values: dict[str, str],
+        *,
+        user_id: str = "80351110224678912",
+        username: str = "ada",
+        permissions: int = MEMBER,
+    ) -> InteractionLog:
+        """Fill in the modal `opened` showed (`values` by input label) and submit it."""
+        body = await opened.answer()  # the member cannot type before the modal shows
+        kind = body["type"]
+        assert kind == 9, f"the answer was not a modal: {body}"
+        modal = body["data"]
+
+        def submitted(component: dict[str, Any]) -> dict[str, Any]:
+            if component["type"] == 1:
+                return {"type": 1, "components": [submitted(c) for c in component["components"]]}
+            if component["type"] == 18:
+                label = component.get("label", "")
+                inner = {**component["component"], "label": label}
+                return {"type": 18, "component": submitted(inner)}
+            value = values.get(component.get("label", ""), "")
+            return {"type": component["type"], "custom_id": component["custom_id"], "value": value}
+
+        channel = self.channels[opened.channel_id]
+        log = InteractionLog(self.snowflake(), secrets.token_urlsafe(48), 5, "", channel.id, 0)
+        self.interactions[log.token] = log
+        data = {
+            "custom_id": modal["custom_id"],
+            "components": [submitted(c) for c in modal["components"]],
+        }
+        payload = self._interaction_payload(
+            log, channel, data, user_id=user_id, username=username, permissions=permissions
+        )
+        log.sent_at = time.monotonic()
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return log
+
     async def autocomplete(
         self, channel: Channel, name: str, options: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
@@ -756,7 +919,7 @@ class DiscordServer:
     # --- REST -----------------------------------------------------------------------
 
     def _app(self) -> web.Application:
-        app = web.Application(middlewares=[self._record])
+        app = web.Application(middlewares=[self._record, self._global_gate])
         app.router.add_get("/gateway", self._gateway)
         # (method, path, handler, Discord's operationId for the response schema)
         routes: list[tuple[str, str, Handler, str]] = [
@@ -779,6 +942,12 @@ class DiscordServer:
             ("GET", "/channels/{channel}/messages", self._list_messages, "list_messages"),
             ("POST", "/channels/{channel}/messages", self._create_message, "create_message"),
             ("GET", "/channels/{channel}/messages/{message}", self._get_message, "get_message"),
+            (
+                "DELETE",
+                "/channels/{channel}/messages/{message}",
+                self._delete_message,
+                "delete_message",
+            ),
             (
                 "PATCH",
                 "/channels/{channel}/messages/{message}",
@@ -846,6 +1015,28 @@ class DiscordServer:
         )
         self._check_response(request, response)
         return response
+
+    @web.middleware
+    async def _global_gate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The standing global limit, on its own: the request that would be the 51st in
+        the last second gets a global 429 (interaction callbacks and webhooks are exempt,
+        as Discord documents: they are not made with the bot token)."""
+        limit = self.global_limit_per_s
+        if (
+            not limit
+            or not self._authorised(request)
+            or request.path.startswith(API_PREFIX + "/interactions/")
+        ):
+            return await handler(request)
+        now = time.monotonic()
+        while self._global_window and now - self._global_window[0] >= 1.0:
+            self._global_window.popleft()
+        if len(self._global_window) >= limit:
+            self.global_429s += 1
+            wait = 1.0 - (now - self._global_window[0])
+            return self._too_many(wait, global_=True, bucket="global:")
+        self._global_window.append(now)
+        return await handler(request)
 
     def _check_response(self, request: web.Request, response: web.StreamResponse) -> None:
         """Hold the fake to Discord's own response schemas; tests assert nothing was off."""
@@ -1000,12 +1191,20 @@ class DiscordServer:
             "pinned": False,
             "type": 0,
             "flags": flags | int(body.get("flags") or 0),
-            "components": [],
+            "components": body.get("components") or [],
             "allowed_mentions": body.get("allowed_mentions"),  # kept for tests to inspect
         }
         if webhook_id is not None:
             message["webhook_id"] = webhook_id
             message["application_id"] = self.application_id
+        reference = body.get("message_reference")
+        if isinstance(reference, dict) and reference.get("message_id"):
+            message["message_reference"] = {  # a reply, shown under its parent's quote
+                "type": 0,
+                "channel_id": str(reference.get("channel_id") or channel.id),
+                "message_id": str(reference["message_id"]),
+                "guild_id": channel.guild_id,
+            }
         return message
 
     @staticmethod
@@ -1089,6 +1288,7 @@ class DiscordServer:
             return invalid
         stored = [
             {
+                "description": "",  # what Discord stores for context menus, which send none
                 **command,
                 "id": self.snowflake(),
                 "application_id": self.application_id,
@@ -1138,6 +1338,21 @@ class DiscordServer:
         for message in found.messages:
             if message["id"] == request.match_info["message"]:
                 return _json(self._public(message))
+        return self._error(404, 10008, "Unknown Message")
+
+    async def _delete_message(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorised(request):
+            return self._error(401, 0, "401: Unauthorized")
+        found = self._channel_for_bot(request.match_info["channel"], posting=False)
+        if isinstance(found, web.Response):
+            return found
+        for message in found.messages:
+            if message["id"] == request.match_info["message"]:
+                if message["author"]["id"] != self.bot_user["id"]:
+                    return self._error(403, 50013, "Missing Permissions")
+                found.messages.remove(message)
+                await self._notify()
+                return web.Response(status=204)
         return self._error(404, 10008, "Unknown Message")
 
     async def _create_message(self, request: web.Request) -> web.StreamResponse:
@@ -1297,7 +1512,8 @@ class DiscordServer:
             target = self.channels.get(request.query["thread_id"])  # type: ignore[assignment]
             if target is None or target.parent_id != found.id or target.deleted:
                 return self._error(404, 10003, "Unknown Channel")
-        if found.type == FORUM:
+        new_post = found.type == FORUM and "thread_id" not in request.query
+        if new_post:
             if not body.get("thread_name"):
                 return self._error(
                     400,
@@ -1311,7 +1527,7 @@ class DiscordServer:
         message = self._message(target, body, author=author, webhook_id=hook.id)
         if body.get("avatar_url"):
             message["author"]["avatar_url"] = body["avatar_url"]  # kept for tests to inspect
-        if found.type == FORUM:
+        if new_post:
             message["id"] = target.id
         target.messages.append(message)
         await self._notify()
@@ -1344,6 +1560,15 @@ class DiscordServer:
 
     async def _delete_webhook_msg(self, request: web.Request) -> web.StreamResponse:
         token, message_id = request.match_info["token"], request.match_info["message"]
+        hook = self.webhooks.get(request.match_info["hook"])
+        if hook is not None and hook.token == token:  # a channel webhook's own message
+            channel = self.channels.get(request.query.get("thread_id", hook.channel_id))
+            for message in channel.messages if channel else []:
+                if message["id"] == message_id and message.get("webhook_id") == hook.id:
+                    channel.messages.remove(message)  # type: ignore[union-attr]
+                    await self._notify()
+                    return web.Response(status=204)
+            return self._error(404, 10008, "Unknown Message")
         log = self.interactions.get(token)
         if request.match_info["hook"] != self.application_id or log is None:
             return self._error(404, 10015, "Unknown Webhook")
@@ -1455,6 +1680,8 @@ def _apply_edit(message: dict[str, Any], body: dict[str, Any]) -> None:
         message["embeds"] = [_received_embed(e) for e in body["embeds"] or []]
     if "allowed_mentions" in body:
         message["allowed_mentions"] = body["allowed_mentions"]
+    if "components" in body:
+        message["components"] = body["components"] or []
     message["edited_timestamp"] = _iso()
 
 

@@ -74,6 +74,26 @@ class EventLog:
         }
         return await self.append(body)
 
+    async def repost(self, did: str, rkey: str, subject_uri: str, subject_cid: str) -> int:
+        """Append a repost: the record names the reposted post only by uri and cid."""
+        body = {
+            "did": did,
+            "kind": "commit",
+            "commit": {
+                "rev": f"3l{rkey[:11]}",
+                "operation": "create",
+                "collection": "app.bsky.feed.repost",
+                "rkey": rkey,
+                "record": {
+                    "$type": "app.bsky.feed.repost",
+                    "subject": {"uri": subject_uri, "cid": subject_cid},
+                    "createdAt": "2026-01-02T00:00:00.000Z",
+                },
+                "cid": f"bafyrei{rkey}",
+            },
+        }
+        return await self.append(body)
+
 
 @dataclass(slots=True)
 class Subscription:
@@ -104,6 +124,9 @@ class FakeJetstream:
         self.requests: list[dict[str, list[str]]] = []
         self.refuse_with: HTTPStatus | None = None
         self.paused = False  # True: hold new events back, like a host that lags
+        # Fault injection: cut each connection (no close frame) after this many events;
+        # 0 cuts it right after the handshake, like a stream that keeps dropping.
+        self.drop_after_events: int | None = None
         self._server: Server | None = None
         self._connections: set[ServerConnection] = set()
         self.port = 0
@@ -170,6 +193,9 @@ class FakeJetstream:
             self._connections.discard(connection)
 
     async def _serve(self, connection: ServerConnection, sub: Subscription) -> None:
+        if self.drop_after_events == 0:
+            connection.transport.abort()
+            return
         with contextlib.suppress(ConnectionClosed):
             if sub.require_hello:
                 hello = json.loads(await connection.recv())
@@ -191,12 +217,17 @@ class FakeJetstream:
                 ),
                 len(self.log.events),
             )
+        sent = 0
         while True:
             while index < len(self.log.events) and not self.paused:
                 event = self.log.events[index]
                 index += 1
                 if sub.wants(event.body):
                     await connection.send(json.dumps(self.stamped(event)))
+                    sent += 1
+                    if self.drop_after_events is not None and sent >= self.drop_after_events:
+                        connection.transport.abort()  # mid-stream, without a close frame
+                        return
             async with self.log.changed:
                 await self.log.changed.wait_for(
                     lambda seen=index: seen < len(self.log.events) and not self.paused

@@ -175,12 +175,17 @@ class MastodonFake:
         token: str = TOKEN,
         seed: Literal["all", "toots", "none"] = "all",
         search_enabled: bool = False,
+        require_token: bool = False,
     ) -> None:
         self.domain = domain
+        # GoToSocial's default: every API read but /api/v1/instance needs a token.
+        self.require_token = require_token
         self.public_url = public_url or f"https://{domain}"
         self.token = token
         self.search_enabled = search_enabled
         self.streaming_available = True
+        # Fault injection: every new stream opens, then breaks off without a close frame.
+        self.streams_keep_dropping = False
         self.seed = seed
         self.requests: list[LoggedRequest] = []
         self.accounts: dict[str, dict[str, Any]] = {}
@@ -575,6 +580,9 @@ class MastodonFake:
             return self._fault_response(fault)
         if path.startswith("/api/") and (limited := self._count_rate()) is not None:
             return limited
+        open_path = path.startswith("/api/v1/instance")
+        if self.require_token and not open_path and not self._authorized(request):
+            return self._recorded(self._templates["unauthorized"])
         response = await self._answer(request, path)
         self._stamp_rate(response)
         if fault is not None and fault.delay_s:
@@ -874,6 +882,8 @@ class MastodonFake:
         stream = _Stream(ws, transport)
         self._streams.append(stream)
         self.stream_connections += 1
+        if self.streams_keep_dropping and transport is not None:
+            transport.abort()  # right after the handshake, before any subscription
         try:
             async for message in ws:
                 if message.type is not WSMsgType.TEXT:
@@ -932,6 +942,38 @@ class MastodonFake:
                     frame = {
                         "stream": [name, tag] if tag else [name],
                         "event": "update",
+                        "payload": payload,
+                    }
+                    task = asyncio.ensure_future(self._send(stream, json.dumps(frame)))
+                    self._sending.add(task)
+                    task.add_done_callback(self._sending.discard)
+
+    def edit_status(self, status_id: str, text: str) -> dict[str, Any]:
+        """The author edits a status: new content and `edited_at`, streamed as
+        `status.update` (the whole status again), like Mastodon 3.5 and later."""
+        status = self.statuses[status_id]
+        content, tags, mentions = self._content(text)
+        status.update(
+            content=content, tags=tags, mentions=mentions, edited_at=_iso(datetime.now(UTC))
+        )
+        payload = json.dumps(self._public(status), separators=(",", ":"))
+        self._announce(status, "status.update", payload)
+        return status
+
+    def delete_status(self, status_id: str) -> None:
+        """The author deletes a status: gone from every timeline, and Mastodon streams a
+        `delete` event whose payload is only the status id."""
+        status = self.statuses.pop(status_id)
+        self._announce(status, "delete", status_id)
+
+    def _announce(self, status: dict[str, Any], event: str, payload: str) -> None:
+        """Send one event to every stream subscription that saw `status`."""
+        for stream in list(self._streams):
+            for name, tag in stream.subscriptions:
+                if self._matches(name, tag, status):
+                    frame = {
+                        "stream": [name, tag] if tag else [name],
+                        "event": event,
                         "payload": payload,
                     }
                     task = asyncio.ensure_future(self._send(stream, json.dumps(frame)))

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import math
 import re
 import socket
 import time
@@ -50,6 +51,17 @@ NEWER_ERRORS: dict[str, set[str]] = {
     "chat.delete": {"ratelimited", "not_allowed_token_type"},
     "chat.postEphemeral": {"ratelimited", "not_allowed_token_type"},
     "conversations.history": {"ratelimited", "not_in_channel", "token_revoked"},
+    # Not in the 2021 description at all: its errors from the OpenAPI spec, and today's.
+    "conversations.replies": {
+        "channel_not_found",
+        "thread_not_found",
+        "missing_scope",
+        "not_authed",
+        "invalid_auth",
+        "ratelimited",
+        "not_in_channel",
+        "token_revoked",
+    },
     "auth.test": {"ratelimited", "not_allowed_token_type"},
     "apps.connections.open": {
         "ratelimited",
@@ -118,6 +130,7 @@ class FakeSlack:
         app_token: str = APP_TOKEN,
         signing_secret: str = SIGNING_SECRET,
         team_id: str = TEAM_ID,
+        enforce_limits: bool = False,
     ) -> None:
         self.bot_token = bot_token
         self.app_token = app_token
@@ -127,6 +140,8 @@ class FakeSlack:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.responses: list[dict[str, Any]] = []
         self.ephemerals: list[dict[str, Any]] = []
+        self.views: list[dict[str, Any]] = []  # modals open, as each member sees them
+        self._triggers: dict[str, float] = {}  # trigger_id → when issued (3 s, single use)
         self.pings: list[str] = []
         self.bad_image_urls: set[str] = set()
         self.revoked = False
@@ -144,6 +159,10 @@ class FakeSlack:
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self._oauth_state: FakeOAuth | None = None
+        # Slack's standing limits, enforced on their own (off unless asked: most tests
+        # post with no pacing at all): see `SlackLimits`.
+        self.limits = SlackLimits() if enforce_limits else None
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -164,6 +183,7 @@ class FakeSlack:
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/link/", self._socket)
         app.router.add_post("/commands/{id}", self._response_url)
+        app.router.add_get("/oauth/v2/authorize", self._oauth_authorize)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
         await self._runner.setup()
         await web.SockSite(self._runner, sock).start()
@@ -181,6 +201,15 @@ class FakeSlack:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    @property
+    def oauth(self) -> FakeOAuth:
+        """Workspaces that install the app through OAuth, each with its own bot token."""
+        state: FakeOAuth | None = getattr(self, "_oauth_state", None)
+        if state is None:
+            state = FakeOAuth()
+            self._oauth_state = state
+        return state
 
     def plugin_config(self, **overrides: Any) -> dict[str, Any]:
         """A `[slack]` table pointing Starling at this fake."""
@@ -264,7 +293,7 @@ class FakeSlack:
             "api_app_id": APP_ID,
             "is_enterprise_install": "false",
             "response_url": f"{self.base_url}/commands/{response_id}",
-            "trigger_id": f"{next(self._ids)}.{int(time.time())}.fake",
+            "trigger_id": self._trigger(),
         }
 
     async def wait_socket(self, *, within_s: float = 10.0) -> None:
@@ -336,6 +365,249 @@ class FakeSlack:
         ):
             answer = await resp.text()
             return resp.status, answer, payload["response_url"].rsplit("/", 1)[1]
+
+    # --- Slack's side of a button click (interactivity) ----------------------------
+
+    def click_payload(
+        self, channel: FakeChannel, message: dict[str, Any], label: str, *, user: str = MEMBER
+    ) -> dict[str, Any]:
+        """The `block_actions` payload Slack sends when `user` clicks the button `label`.
+
+        Fails the test when the message shows no such button: a member cannot click it.
+        """
+        for block in message.get("blocks") or []:
+            if block.get("type") != "actions":
+                continue
+            for element in block.get("elements") or []:
+                if element.get("type") == "button" and element["text"]["text"] == label:
+                    break
+            else:
+                continue
+            break
+        else:
+            raise AssertionError(f"no button {label!r} on the message {message.get('ts')}")
+        action = {
+            "type": "button",
+            "action_id": element["action_id"],
+            "block_id": block.get("block_id") or uuid.uuid4().hex[:5],
+            "text": element["text"],
+            "action_ts": f"{time.time():.6f}",
+        }
+        for key in ("value", "style", "url"):
+            if key in element:
+                action[key] = element[key]
+        shown = {k: v for k, v in message.items() if not k.startswith("_")}
+        return {
+            "type": "block_actions",
+            "user": {"id": user, "username": "member", "name": "member", "team_id": self.team_id},
+            "api_app_id": APP_ID,
+            "token": "legacy-verification-token",
+            "container": {
+                "type": "message",
+                "message_ts": message["ts"],
+                "channel_id": channel.id,
+                "is_ephemeral": False,
+            },
+            "trigger_id": self._trigger(),
+            "team": {"id": self.team_id, "domain": "starling-test"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "channel": {"id": channel.id, "name": channel.name},
+            "message": shown,
+            "state": {"values": {}},
+            "response_url": f"{self.base_url}/commands/{uuid.uuid4().hex}",
+            "actions": [action],
+        }
+
+    async def click(
+        self,
+        channel: FakeChannel,
+        message: dict[str, Any],
+        label: str,
+        *,
+        user: str = MEMBER,
+        ack_within_s: float = 3.0,
+    ) -> CommandResult:
+        """Click a button over Socket Mode (an `interactive` envelope); fail unless acked in 3 s."""
+        await self.wait_socket()
+        assert self._ws is not None
+        payload = self.click_payload(channel, message, label, user=user)
+        envelope_id = str(uuid.uuid4())
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._acks[envelope_id] = future
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": "interactive",
+            "payload": payload,
+            "accepts_response_payload": False,
+        }
+        started = time.monotonic()
+        await self._ws.send_str(json.dumps(envelope))
+        try:
+            ack = await asyncio.wait_for(future, ack_within_s)
+        except TimeoutError:
+            raise AssertionError(
+                f"no ack for a click on {label!r} within {ack_within_s} s"
+            ) from None
+        finally:
+            self._acks.pop(envelope_id, None)
+        response_id = payload["response_url"].rsplit("/", 1)[1]
+        return CommandResult(envelope_id, ack, time.monotonic() - started, response_id)
+
+    async def http_click(
+        self,
+        endpoint: str,
+        channel: FakeChannel,
+        message: dict[str, Any],
+        label: str,
+        *,
+        user: str = MEMBER,
+    ) -> tuple[int, str]:
+        """POST a click to an app's Request URL as Slack does: a signed `payload=<json>` form.
+
+        Returns (HTTP status, response id).
+        """
+        payload = self.click_payload(channel, message, label, user=user)
+        body = urlencode({"payload": json.dumps(payload)})
+        stamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": stamp,
+            "X-Slack-Signature": sign(self.signing_secret, stamp, body),
+        }
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(endpoint, data=body.encode(), headers=headers) as resp,
+        ):
+            await resp.read()
+            return resp.status, payload["response_url"].rsplit("/", 1)[1]
+
+    # --- shortcuts and modals -------------------------------------------------------
+
+    def _trigger(self) -> str:
+        trigger = f"{next(self._ids)}.{int(time.time())}.fake"
+        self._triggers[trigger] = time.monotonic()
+        return trigger
+
+    async def _interactive(self, payload: dict[str, Any], what: str) -> dict[str, Any]:
+        """Send an `interactive` envelope over Socket Mode; the ack, within 3 s."""
+        await self.wait_socket()
+        assert self._ws is not None
+        envelope_id = str(uuid.uuid4())
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._acks[envelope_id] = future
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": "interactive",
+            "payload": payload,
+            "accepts_response_payload": payload["type"] == "view_submission",
+        }
+        await self._ws.send_str(json.dumps(envelope))
+        try:
+            return await asyncio.wait_for(future, 3.0)
+        except TimeoutError:
+            raise AssertionError(f"no ack for {what} within 3 s") from None
+        finally:
+            self._acks.pop(envelope_id, None)
+
+    async def message_shortcut(
+        self,
+        channel: FakeChannel,
+        message: dict[str, Any],
+        callback_id: str,
+        *,
+        user: str = MEMBER,
+    ) -> str:
+        """A member picks a message shortcut on `message`; returns the response id."""
+        response_id = uuid.uuid4().hex
+        payload = {
+            "type": "message_action",
+            "token": "legacy-verification-token",
+            "action_ts": f"{time.time():.6f}",
+            "team": {"id": self.team_id, "domain": "starling-test"},
+            "user": {"id": user, "username": "member", "team_id": self.team_id, "name": "member"},
+            "channel": {"id": channel.id, "name": channel.name},
+            "is_enterprise_install": False,
+            "enterprise": None,
+            "callback_id": callback_id,
+            "trigger_id": self._trigger(),
+            "response_url": f"{self.base_url}/commands/{response_id}",
+            "message_ts": message["ts"],
+            "message": {k: v for k, v in message.items() if not k.startswith("_")},
+        }
+        await self._interactive(payload, f"the shortcut {callback_id}")
+        return response_id
+
+    async def submit_view(self, values: dict[str, str], *, user: str = MEMBER) -> dict[str, Any]:
+        """Submit the member's open modal with these input values (block id = action id).
+
+        Returns the ack's payload; `response_action: update` replaces the modal, `errors`
+        keeps it open, nothing closes it (as Slack does).
+        """
+        assert self.views, "no modal is open"
+        view = self.views[-1]
+        state = {
+            block["block_id"]: {
+                block["element"]["action_id"]: {
+                    "type": block["element"]["type"],
+                    "value": values.get(block["block_id"]) or None,
+                }
+            }
+            for block in view["blocks"]
+            if block["type"] == "input"
+        }
+        payload = {
+            "type": "view_submission",
+            "team": {"id": self.team_id, "domain": "starling-test"},
+            "user": {"id": user, "username": "member", "team_id": self.team_id, "name": "member"},
+            "api_app_id": APP_ID,
+            "token": "legacy-verification-token",
+            "trigger_id": self._trigger(),
+            "view": {**view, "state": {"values": state}},
+            "response_urls": [],
+            "is_enterprise_install": False,
+            "enterprise": None,
+        }
+        ack = await self._interactive(payload, f"submitting {view.get('callback_id')}")
+        answer = dict(ack.get("payload") or {})
+        action = answer.get("response_action")
+        if action == "update":
+            self.views[-1] = {**answer["view"], "id": view["id"]}
+        elif action != "errors":
+            self.views.pop()
+        return answer
+
+    def _views_open(self, method: str, args: dict[str, Any]) -> web.Response:
+        """`views.open`: a modal for a fresh trigger (3 s, single use), checked like Slack."""
+        trigger = str(args.get("trigger_id") or "")
+        issued = self._triggers.pop(trigger, None)
+        if issued is None:
+            return web.json_response({"ok": False, "error": "invalid_trigger_id"})
+        if time.monotonic() - issued > 3.0:
+            return web.json_response({"ok": False, "error": "expired_trigger_id"})
+        view = _json_arg(args.get("view"))
+        problems = []
+        if not isinstance(view, dict) or view.get("type") != "modal":
+            problems.append("view must be a modal")
+        else:
+            title = (view.get("title") or {}).get("text", "")
+            if not 0 < len(title) <= 24:
+                problems.append("title must be 1 to 24 characters")
+            if len(str(view.get("private_metadata", ""))) > 3000:
+                problems.append("private_metadata must be at most 3000 characters")
+            if len(view.get("blocks") or []) > 100:
+                problems.append("at most 100 blocks")
+        if problems:
+            return web.json_response(
+                {
+                    "ok": False,
+                    "error": "invalid_arguments",
+                    "response_metadata": {"messages": problems},
+                }
+            )
+        opened = {**view, "id": f"V{next(self._ids):08d}", "team_id": self.team_id}
+        self.views.append(opened)
+        return web.json_response({"ok": True, "view": opened})
 
     def responses_for(self, response_id: str) -> list[dict[str, Any]]:
         return [r for r in self.responses if r["response_id"] == response_id]
@@ -441,6 +713,15 @@ class FakeSlack:
                 status=429,
                 headers={"Retry-After": f"{wait:g}"},
             )
+        if self.limits is not None:
+            team = self.oauth.tokens.get(token, self.team_id)
+            wait_s = self.limits.check(method, team, str(args.get("channel", "")))
+            if wait_s is not None:
+                return web.json_response(
+                    {"ok": False, "error": "ratelimited"},
+                    status=429,
+                    headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+                )
         failures = self._failures.get(method)
         if failures:
             error, status = failures.popleft()
@@ -449,6 +730,8 @@ class FakeSlack:
                     status=status, text=f"<html>{error}</html>", content_type="text/html"
                 )
             return self._error(method, error)
+        if method == "oauth.v2.access":  # client id and secret, not a token
+            return self._oauth_access(method, token, args)
         handler = {
             "auth.test": self._auth_test,
             "apps.connections.open": self._connections_open,
@@ -457,9 +740,13 @@ class FakeSlack:
             "chat.delete": self._delete,
             "chat.postEphemeral": self._post_ephemeral,
             "conversations.history": self._history,
+            "conversations.replies": self._replies,
+            "views.open": self._views_open,
         }.get(method)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
+        if token in self.oauth.tokens or token in self.oauth.revoked:
+            return self._as_workspace(method, token, args, handler)
         wants_app_token = method == "apps.connections.open"
         if not token:
             return self._error(method, "not_authed")
@@ -539,12 +826,46 @@ class FakeSlack:
             message["blocks"] = blocks
         if metadata is not None:
             message["metadata"] = metadata
+        root = str(args.get("thread_ts") or "")
+        if root:
+            self._thread_reply(
+                channel, message, root, broadcast=_truthy(args.get("reply_broadcast"))
+            )
         message["_args"] = {
             k: args[k] for k in ("unfurl_links", "unfurl_media", "parse") if k in args
         }
         channel.messages.append(message)
         shown = {k: v for k, v in message.items() if not k.startswith("_") and k != "metadata"}
         return web.json_response({"ok": True, "channel": channel.id, "ts": ts, "message": shown})
+
+    def _thread_reply(
+        self, channel: FakeChannel, message: dict[str, Any], root: str, *, broadcast: bool
+    ) -> None:
+        """Slack's threads: the reply carries `thread_ts`; its parent the thread's summary
+        (`reply_count`, `latest_reply`, …). A reply's own ts as `thread_ts` means its
+        parent's thread, as threads are one level deep."""
+        parent = next((m for m in channel.messages if m["ts"] == root), None)
+        if parent is not None:
+            root = str(parent.get("thread_ts") or root)
+            parent = next((m for m in channel.messages if m["ts"] == root), parent)
+            users = list(parent.get("reply_users") or [])
+            if message["user"] not in users:
+                users.append(message["user"])
+            parent.update(
+                thread_ts=root,
+                reply_count=int(parent.get("reply_count") or 0) + 1,
+                reply_users=users,
+                reply_users_count=len(users),
+                latest_reply=message["ts"],
+            )
+            message["parent_user_id"] = parent.get("user")
+        message["thread_ts"] = root
+        if broadcast:
+            message["subtype"] = "thread_broadcast"  # shown in the channel as well
+
+    def thread(self, channel: FakeChannel, root: str) -> list[dict[str, Any]]:
+        """The replies in a thread, oldest first, as its thread view shows them."""
+        return [m for m in channel.messages if m.get("thread_ts") == root and m["ts"] != root]
 
     def _find_message(
         self, method: str, args: dict[str, Any]
@@ -598,6 +919,11 @@ class FakeSlack:
             return found
         channel, message = found
         channel.messages.remove(message)
+        root = message.get("thread_ts")
+        if root and root != message["ts"]:  # a reply: its thread's summary counts one less
+            for parent in channel.messages:
+                if parent["ts"] == root and parent.get("reply_count"):
+                    parent["reply_count"] -= 1
         return web.json_response({"ok": True, "channel": channel.id, "ts": message["ts"]})
 
     def _post_ephemeral(self, method: str, args: dict[str, Any]) -> web.Response:
@@ -625,8 +951,10 @@ class FakeSlack:
         if cursor:
             latest = min(latest, float(base64.b64decode(cursor).decode().removeprefix("next_ts:")))
         window = [
-            m for m in reversed(channel.messages) if oldest < float(m["ts"]) < latest
-        ]  # newest first, as Slack returns them
+            m
+            for m in reversed(channel.messages)
+            if oldest < float(m["ts"]) < latest and _in_channel_view(m)
+        ]  # newest first, as Slack returns them; thread replies only in their thread
         page, rest = window[:limit], window[limit:]
         with_metadata = _truthy(args.get("include_all_metadata"))
         shown = [
@@ -645,6 +973,44 @@ class FakeSlack:
             "channel_actions_ts": None,
             "channel_actions_count": 0,
         }
+        if rest:
+            next_cursor = base64.b64encode(f"next_ts:{page[-1]['ts']}".encode()).decode()
+            body["response_metadata"] = {"next_cursor": next_cursor}
+        return web.json_response(body)
+
+    def _replies(self, method: str, args: dict[str, Any]) -> web.Response:
+        """A thread: its parent first, then its replies oldest first, paged by cursor."""
+        channel = self.channels.get(str(args.get("channel", "")))
+        if channel is None or (channel.private and not channel.bot_member):
+            return self._error(method, "channel_not_found")
+        if not channel.bot_member:
+            return self._error(method, "not_in_channel")
+        root = str(args.get("ts") or "")
+        parent = next((m for m in channel.messages if m["ts"] == root), None)
+        if parent is None:
+            return self._error(method, "thread_not_found")
+        limit = max(1, min(int(args.get("limit") or 100), 1000))
+        oldest = float(args.get("oldest") or 0)
+        latest = float(args.get("latest") or "inf")
+        cursor = str(args.get("cursor") or "")
+        after = float(base64.b64decode(cursor).decode().removeprefix("next_ts:")) if cursor else 0
+        thread = [parent] if not cursor and parent.get("thread_ts") in (None, root) else []
+        thread += [
+            m
+            for m in self.thread(channel, root)
+            if oldest < float(m["ts"]) < latest and float(m["ts"]) > after
+        ]
+        page, rest = thread[:limit], thread[limit:]
+        with_metadata = _truthy(args.get("include_all_metadata"))
+        shown = [
+            {
+                k: v
+                for k, v in m.items()
+                if not k.startswith("_") and (with_metadata or k != "metadata")
+            }
+            for m in page
+        ]
+        body: dict[str, Any] = {"ok": True, "messages": shown, "has_more": bool(rest)}
         if rest:
             next_cursor = base64.b64encode(f"next_ts:{page[-1]['ts']}".encode()).decode()
             body["response_metadata"] = {"next_cursor": next_cursor}
@@ -701,8 +1067,14 @@ class FakeSlack:
                         continue
                     problems += _text_problems(element.get("text"), 75, f"{where}/text", plain=True)
                     url = str(element.get("url", ""))
-                    if len(url) > 3000 or not url.startswith(("http://", "https://")):
+                    if "url" in element and (
+                        len(url) > 3000 or not url.startswith(("http://", "https://"))
+                    ):
                         problems.append(f"invalid url {where}/url]")
+                    if len(str(element.get("value", ""))) > 2000:
+                        problems.append(f"must be less than 2001 characters {where}/value]")
+                    if element.get("style", "primary") not in ("primary", "danger"):
+                        problems.append(f"invalid style {where}/style]")
                     action_id = str(element.get("action_id", ""))
                     if action_id in action_ids or len(action_id) > 255:
                         problems.append(f"action_id must be unique {where}/action_id]")
@@ -723,6 +1095,265 @@ class FakeSlack:
             problems.append(f"alt_text must be 1 to 2000 characters {at}/alt_text]")
         return problems
 
+    # --- multi-workspace OAuth ---------------------------------------------------------
+
+    def add_workspace(self, team_id: str, name: str) -> FakeWorkspace:
+        suffix = team_id.removeprefix("T")[:6]
+        workspace = FakeWorkspace(team_id, name, f"U0BOT{suffix}", f"B0BOT{suffix}")
+        self.oauth.workspaces[team_id] = workspace
+        return workspace
+
+    def add_workspace_channel(self, team_id: str, name: str) -> FakeChannel:
+        """A channel only the bot token of `team_id` can see."""
+        channel = self.add_channel(name, id=f"C{team_id.removeprefix('T')[:4]}{name.upper()[:6]}")
+        self.oauth.workspaces[team_id].channels.add(channel.id)
+        return channel
+
+    def uninstall(self, team_id: str) -> None:
+        """A member removes the app: Slack revokes its tokens in that workspace."""
+        for token, team in list(self.oauth.tokens.items()):
+            if team == team_id:
+                del self.oauth.tokens[token]
+                self.oauth.revoked.add(token)
+
+    async def install_in_browser(self, install_url: str, team_id: str) -> tuple[int, str]:
+        """What a member's browser does: open the app's install URL, consent on Slack's
+        page for `team_id`, follow the redirect back. Cookies are carried by hand, as a
+        browser would (the state cookie is `Secure`, which aiohttp keeps off http)."""
+        self.oauth.installing = team_id
+        async with aiohttp.ClientSession() as browser:
+            async with browser.get(install_url, allow_redirects=False) as start:
+                if start.status != 302:
+                    return start.status, await start.text()
+                consent = start.headers["Location"]
+                cookies = "; ".join(f"{c.key}={c.value}" for c in start.cookies.values())
+            async with browser.get(consent, allow_redirects=False) as slack:
+                back = slack.headers["Location"]
+            async with browser.get(
+                back, headers={"Cookie": cookies}, allow_redirects=False
+            ) as done:
+                return done.status, await done.text()
+
+    async def send_event(
+        self, endpoint: str, team_id: str, event: dict[str, Any], *, secret: str | None = None
+    ) -> int:
+        """POST a signed Events API `event_callback` to the app's Request URL."""
+        body = json.dumps(
+            {
+                "token": "legacy-verification-token",
+                "team_id": team_id,
+                "api_app_id": APP_ID,
+                "event": {"event_ts": f"{time.time():.6f}", **event},
+                "type": "event_callback",
+                "event_id": f"Ev{next(self._ids):08d}",
+                "event_time": int(time.time()),
+            }
+        )
+        stamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "X-Slack-Request-Timestamp": stamp,
+            "X-Slack-Signature": sign(secret or self.signing_secret, stamp, body),
+        }
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(endpoint, data=body.encode(), headers=headers) as resp,
+        ):
+            return resp.status
+
+    async def http_command_in(
+        self, endpoint: str, text: str, *, channel: FakeChannel, team_id: str
+    ) -> tuple[int, str, str]:
+        """A signed HTTP slash command from the workspace `team_id`."""
+        payload = self.command_payload(text, channel=channel, team_id=team_id)
+        body = urlencode(payload)
+        stamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": stamp,
+            "X-Slack-Signature": sign(self.signing_secret, stamp, body),
+        }
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(endpoint, data=body.encode(), headers=headers) as resp,
+        ):
+            return resp.status, await resp.text(), payload["response_url"].rsplit("/", 1)[1]
+
+    async def _oauth_authorize(self, request: web.Request) -> web.StreamResponse:
+        """Slack's consent page, with the member clicking Allow at once."""
+        query = dict(request.query)
+        self.oauth.authorize_requests.append(query)
+        if query.get("client_id") != self.oauth.client_id:
+            return web.Response(status=400, text="invalid_client_id")
+        team = query.get("team") or self.oauth.installing
+        uri = query.get("redirect_uri") or self.oauth.redirect_url
+        if team not in self.oauth.workspaces or not uri:
+            return web.Response(status=400, text="no workspace or redirect URL")
+        code = uuid.uuid4().hex
+        self.oauth.codes[code] = (team, query.get("scope", ""), query.get("redirect_uri", ""))
+        back = f"{uri}?{urlencode({'code': code, 'state': query.get('state', '')})}"
+        raise web.HTTPFound(back)
+
+    def _oauth_access(self, method: str, auth: str, args: dict[str, Any]) -> web.Response:
+        """`oauth.v2.access`: client credentials (HTTP Basic or form) and a one-use code."""
+        client_id, client_secret = (
+            str(args.get("client_id", "")),
+            str(args.get("client_secret", "")),
+        )
+        if auth.startswith("Basic "):
+            client_id, _, client_secret = (
+                base64.b64decode(auth.removeprefix("Basic ")).decode().partition(":")
+            )
+        if client_id != self.oauth.client_id:
+            return web.json_response({"ok": False, "error": "invalid_client_id"})
+        if client_secret != self.oauth.client_secret:
+            return web.json_response({"ok": False, "error": "bad_client_secret"})
+        grant = self.oauth.codes.pop(str(args.get("code", "")), None)
+        if grant is None:
+            return web.json_response({"ok": False, "error": "invalid_code"})
+        team_id, scope, uri = grant
+        if uri and str(args.get("redirect_uri", "")) != uri:
+            return web.json_response({"ok": False, "error": "bad_redirect_uri"})
+        workspace = self.oauth.workspaces[team_id]
+        token = f"xoxb-{team_id}-{uuid.uuid4().hex[:12]}"
+        self.oauth.tokens[token] = team_id
+        return web.json_response(
+            {
+                "ok": True,
+                "access_token": token,
+                "token_type": "bot",
+                "scope": scope,
+                "bot_user_id": workspace.bot_user_id,
+                "app_id": APP_ID,
+                "team": {"name": workspace.name, "id": team_id},
+                "enterprise": None,
+                "is_enterprise_install": False,
+                "authed_user": {"id": MEMBER},
+            }
+        )
+
+    def _as_workspace(
+        self,
+        method: str,
+        token: str,
+        args: dict[str, Any],
+        handler: Callable[[str, dict[str, Any]], web.Response],
+    ) -> web.Response:
+        """A call with an OAuth-issued token: only its own workspace's channels exist."""
+        if token in self.oauth.revoked:
+            return self._error(method, "token_revoked")
+        workspace = self.oauth.workspaces[self.oauth.tokens[token]]
+        channel = str(args.get("channel", ""))
+        self.oauth.token_calls.append((method, workspace.team_id, channel))
+        if method == "auth.test":
+            body = dict(SPEC["auth.test"]["success_example"])
+            body.update(
+                url=f"https://{workspace.team_id.lower()}.slack.com/",
+                team=workspace.name,
+                user="starling",
+                team_id=workspace.team_id,
+                user_id=workspace.bot_user_id,
+                bot_id=workspace.bot_id,
+                is_enterprise_install=False,
+            )
+            return web.json_response(body)
+        if method == "apps.connections.open":
+            return self._error(method, "not_allowed_token_type")
+        if channel and channel not in workspace.channels:
+            return self._error(method, "channel_not_found")
+        return handler(method, args)
+
+
+# Web API rate-limit tiers (calls per minute, per method, per workspace), from Slack's
+# method pages; chat.postMessage is "special": about one per second per channel.
+TIERS_PER_MIN = {1: 1, 2: 20, 3: 50, 4: 100}
+METHOD_TIERS = {
+    "apps.connections.open": 1,
+    "auth.test": 4,
+    "chat.update": 3,
+    "chat.delete": 3,
+    "chat.postEphemeral": 4,
+    "conversations.history": 3,
+    "conversations.replies": 3,
+    "oauth.v2.access": 4,
+}
+
+
+@dataclass(slots=True)
+class SlackLimits:
+    """Slack's limits as a fake can hold them: each tiered method's calls per workspace
+    in any 60 s, and chat.postMessage per channel as a bucket refilling one message per
+    second that holds `post_burst` ("short bursts are allowed"). The workspace-wide cap
+    on posting ("several hundred per minute") has no published number: None by default.
+    """
+
+    post_per_s: float = 1.0
+    post_burst: float = 2.0
+    post_per_workspace_per_min: int | None = None
+    calls: dict[tuple[str, str], deque[float]] = field(default_factory=dict)
+    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # channel → tokens, at
+    rate_limited: Counter[str] = field(default_factory=Counter)  # method → 429s given
+
+    def check(self, method: str, team: str, channel: str) -> float | None:
+        """Seconds to wait when this call is over a limit (and count it), else None."""
+        now = time.monotonic()
+        wait = self._per_minute(method, team, now)
+        if wait is None and method == "chat.postMessage" and channel:
+            tokens, at = self.buckets.get(channel, (self.post_burst, now))
+            tokens = min(self.post_burst, tokens + (now - at) * self.post_per_s)
+            if tokens < 1.0:
+                wait = (1.0 - tokens) / self.post_per_s
+            else:
+                self.buckets[channel] = (tokens - 1.0, now)
+        if wait is not None:
+            self.rate_limited[method] += 1
+        return wait
+
+    def _per_minute(self, method: str, team: str, now: float) -> float | None:
+        if method == "chat.postMessage":
+            limit = self.post_per_workspace_per_min
+        else:
+            limit = TIERS_PER_MIN.get(METHOD_TIERS.get(method, 0))
+        if limit is None:
+            return None
+        window = self.calls.setdefault((team, method), deque())
+        while window and now - window[0] >= 60.0:
+            window.popleft()
+        if len(window) >= limit:
+            return 60.0 - (now - window[0])
+        window.append(now)
+        return None
+
+
+@dataclass(slots=True)
+class FakeWorkspace:
+    """A workspace that can install the app (multi-workspace OAuth)."""
+
+    team_id: str
+    name: str
+    bot_user_id: str
+    bot_id: str
+    channels: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class FakeOAuth:
+    """OAuth state of the fake: the app's credentials, codes handed out, tokens issued."""
+
+    client_id: str = "1111.2222"
+    client_secret: str = "fake-client-secret"
+    redirect_url: str = ""  # what the app registered under OAuth & Permissions
+    installing: str = ""  # the workspace the browser's member picks on the consent page
+    workspaces: dict[str, FakeWorkspace] = field(default_factory=dict)
+    codes: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # code → team, scope, uri
+    tokens: dict[str, str] = field(default_factory=dict)  # bot token → team
+    revoked: set[str] = field(default_factory=set)
+    authorize_requests: list[dict[str, str]] = field(default_factory=list)
+    token_calls: list[tuple[str, str, str]] = field(default_factory=list)  # method, team, channel
+
+    def token_of(self, team_id: str) -> str:
+        return next((t for t, team in self.tokens.items() if team == team_id), "")
+
 
 def _text_problems(obj: Any, limit: int, at: str, *, plain: bool = False) -> list[str]:
     if not isinstance(obj, dict) or obj.get("type") not in ("mrkdwn", "plain_text"):
@@ -739,6 +1370,12 @@ def _text_problems(obj: Any, limit: int, at: str, *, plain: bool = False) -> lis
     if obj["type"] == "plain_text" and "verbatim" in obj:
         return [f"verbatim is not allowed in plain_text {at}/verbatim]"]
     return []
+
+
+def _in_channel_view(message: dict[str, Any]) -> bool:
+    """What `conversations.history` lists: no thread replies, except broadcast ones."""
+    root = message.get("thread_ts")
+    return root in (None, message["ts"]) or message.get("subtype") == "thread_broadcast"
 
 
 def _json_arg(value: Any) -> Any:

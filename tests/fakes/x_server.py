@@ -724,6 +724,12 @@ class XServer:
         if "start_time" in query:
             start = datetime.fromisoformat(query["start_time"].replace("Z", "+00:00"))
             tweets = [t for t in tweets if _minted(t["id"]) >= start]
+        token = query.get("pagination_token") or query.get("next_token")
+        if token:
+            # The next page starts at the post the previous page's next_token named.
+            ids = [t["id"] for t in tweets]
+            start = token.removeprefix("fake")
+            tweets = tweets[ids.index(start) :] if start in ids else []
         limit = int(query.get("max_results", default_max))
         page, rest = tweets[:limit], tweets[limit:]
         if not page:

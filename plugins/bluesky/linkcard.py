@@ -1,0 +1,189 @@
+"""Link cards for outgoing posts: the first link's title, description and picture.
+
+Bluesky's app does not fetch link previews for a post; the poster embeds one
+(`app.bsky.embed.external`) with the picture uploaded as a blob. The page and the
+picture come from wherever the member's link points, so both are fetched through
+Starling's SSRF guard (`bot.netguard`): every hop of every redirect is vetted
+before connecting and at the moment of connecting. A card is an extra: anything
+that goes wrong here (blocked, slow, too large, not HTML) leaves the post without
+one, and the post is sent all the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from urllib.parse import urljoin
+
+import aiohttp
+from aiohttp import hdrs
+from yarl import URL
+
+from bot.errors import UserError
+from bot.netguard import GuardedResolver, check_host, parse_http_url
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE_BYTES = 1_000_000
+MAX_THUMB_BYTES = 1_000_000  # Bluesky's limit for an external embed's thumb
+MAX_REDIRECTS = 3
+MAX_TITLE = 300
+MAX_DESCRIPTION = 1000
+THUMB_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})
+_SPACE = re.compile(r"\s+")
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+@dataclass(frozen=True, slots=True)
+class PageCard:
+    """What a page says about itself (Open Graph first, then plain HTML)."""
+
+    url: str
+    title: str
+    description: str
+    image_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Thumb:
+    data: bytes
+    mime: str
+
+
+class _Meta(HTMLParser):
+    """Collects `<meta property|name=… content=…>` and the `<title>` text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.meta: dict[str, str] = {}
+        self.title = ""
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "title":
+            self._in_title = True
+        elif tag == "meta":
+            found = {k.lower(): v or "" for k, v in attrs}
+            name = (found.get("property") or found.get("name") or "").lower()
+            if name and "content" in found:
+                self.meta.setdefault(name, found["content"])
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title += data
+
+
+def _clean(text: str, limit: int) -> str:
+    text = _SPACE.sub(" ", text).strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def parse_card(url: str, html: str) -> PageCard | None:
+    """The card of a page, or None when the page names neither a title nor a description."""
+    parser = _Meta()
+    try:
+        parser.feed(html)
+        parser.close()
+    except (ValueError, AssertionError):  # HTMLParser on badly broken markup
+        pass
+    meta = parser.meta
+    title = meta.get("og:title") or meta.get("twitter:title") or parser.title
+    description = (
+        meta.get("og:description") or meta.get("twitter:description") or meta.get("description")
+    )
+    image = meta.get("og:image") or meta.get("og:image:url") or meta.get("twitter:image") or ""
+    title, description = _clean(title, MAX_TITLE), _clean(description or "", MAX_DESCRIPTION)
+    if not title and not description:
+        return None
+    image_url = urljoin(url, image.strip()) if image.strip() else ""
+    return PageCard(url, title, description, image_url)
+
+
+def _charset(content_type: str) -> str:
+    match = re.search(r"charset=[\"']?([\w-]+)", content_type, re.IGNORECASE)
+    return match.group(1) if match else "utf-8"
+
+
+class PageReader:
+    """Reads pages and pictures for link cards through the SSRF guard.
+
+    Posting is rare, so each card gets its own short-lived session: nothing stays
+    open between posts and nothing needs closing when the plugin stops.
+    """
+
+    def __init__(self, *, allow_private: bool, user_agent: str, timeout_s: float) -> None:
+        self._allow_private = allow_private
+        self._user_agent = user_agent
+        self._timeout_s = timeout_s
+
+    async def card(self, url: str) -> tuple[PageCard, Thumb | None] | None:
+        """The card for `url` and its picture (if any), or None; never raises for the page."""
+        try:
+            async with asyncio.timeout(self._timeout_s), self._session() as session:
+                final, content_type, body = await self._get(session, url, MAX_PAGE_BYTES)
+                if "html" not in content_type.lower():
+                    return None
+                page = body.decode(_charset(content_type), errors="replace")
+                found = parse_card(final, page)
+                if found is None:
+                    return None
+                found = PageCard(url, found.title, found.description, found.image_url)
+                return found, await self._thumb(session, found.image_url)
+        except (TimeoutError, aiohttp.ClientError, OSError, UserError, LookupError) as err:
+            log.info("no link card for %s: %s", url, err or type(err).__name__)
+            return None
+
+    async def _thumb(self, session: aiohttp.ClientSession, url: str) -> Thumb | None:
+        if not url:
+            return None
+        try:
+            _, content_type, body = await self._get(session, url, MAX_THUMB_BYTES)
+        except (aiohttp.ClientError, OSError, UserError) as err:
+            log.info("link card without a picture (%s): %s", url, err or type(err).__name__)
+            return None
+        mime = content_type.split(";", 1)[0].strip().lower()
+        return Thumb(body, mime) if mime in THUMB_TYPES and body else None
+
+    def _session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            resolver=GuardedResolver(allow_private=self._allow_private), limit=4
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            headers={hdrs.USER_AGENT: self._user_agent},
+            timeout=aiohttp.ClientTimeout(total=None),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,
+        )
+
+    async def _get(
+        self, session: aiohttp.ClientSession, url: str, limit: int
+    ) -> tuple[str, str, bytes]:
+        """GET with redirects followed by hand (each hop vetted); raises `UserError` if refused."""
+        current: URL = parse_http_url(url)
+        for _ in range(MAX_REDIRECTS + 1):
+            check_host(current.host or "", allow_private=self._allow_private)
+            async with session.get(current, allow_redirects=False) as response:
+                if response.status in _REDIRECTS and response.headers.get(hdrs.LOCATION):
+                    current = parse_http_url(
+                        str(current.join(URL(response.headers[hdrs.LOCATION])))
+                    )
+                    continue
+                if response.status != 200:
+                    raise UserError(f"{current.host} answered {response.status}")
+                if (response.content_length or 0) > limit:
+                    raise UserError(f"{current} is larger than {limit} bytes")
+                body = bytearray()
+                async for chunk in response.content.iter_chunked(65536):
+                    body += chunk
+                    if len(body) > limit:
+                        raise UserError(f"{current} is larger than {limit} bytes")
+                return str(current), response.headers.get(hdrs.CONTENT_TYPE, ""), bytes(body)
+        raise UserError(f"{url} redirects too often")

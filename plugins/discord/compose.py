@@ -1,0 +1,182 @@
+"""The Discord composer: message context menus and a modal that previews before posting.
+
+"Post a reply from Starling" and "Quote on…" (message context menus on a relayed
+post) and `/post` without text open a modal. Its submit shows, to the member only,
+what each network will receive (the core's `/post --preview`, so every check runs
+on the server) with a Post button; the click posts exactly as `/post` would.
+
+Not imported with `from __future__ import annotations`: discord.py reads the
+context menu callbacks' annotations at runtime.
+"""
+
+import asyncio
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.model import Action
+from bot.postback import PREVIEW_HEAD
+from bot.protocols import Invocation, Reply
+from plugins.discord.buttons import build_view
+from plugins.discord.embeds import reply_chunks
+
+if TYPE_CHECKING:
+    from plugins.discord.interactions import CommandBridge
+
+REPLY_MENU = "Post a reply from Starling"
+QUOTE_MENU = "Quote on…"
+TITLE = "Post from Starling"
+TEXT_LIMIT = 4000  # Discord: a text input holds at most 4,000 characters
+DEFER_AFTER_S = 1.5  # as for commands: answer or defer well inside Discord's 3 s
+DRAFT_TTL_S = 900.0  # a preview's Post button works this long (kept in memory only)
+NOT_RELAYED = "Starling can only reply to or quote a post it relayed; this message is not one."
+EXPIRED = "This preview has expired (or Starling restarted); open the composer again."
+NONE = discord.AllowedMentions.none()
+
+
+def post_args(
+    text: str,
+    *,
+    to: str | None = None,
+    reply: str | None = None,
+    quote: str | None = None,
+    cw: str | None = None,
+    thread: bool = False,
+) -> str:
+    """The `/post` line the core parses: options first, then the text as typed."""
+    words = ["--thread"] if thread else []
+    if to and to.strip():
+        words += ["--to", "".join(to.split())]
+    for flag, value in (("reply", reply), ("quote", quote)):
+        if value and value.strip():
+            words += [f"--{flag}", value.strip().split()[0]]
+    if cw and cw.strip():
+        words += ["--cw", "_".join(cw.split())]
+    return " ".join([*words, text.strip()])
+
+
+def relayed_link(message: discord.Message, client: discord.Client) -> str:
+    """The post a message of Starling's relayed (its embed's link), or ""."""
+    me = client.user
+    ours = (me is not None and message.author.id == me.id) or (
+        message.webhook_id is not None and message.application_id == client.application_id
+    )
+    if not ours or not message.embeds:
+        return ""
+    return str(message.embeds[0].url or "")
+
+
+class ComposeModal(discord.ui.Modal):
+    """The text and, optionally, the networks; submitting shows the preview."""
+
+    def __init__(self, bridge: "CommandBridge", mode: str, url: str) -> None:
+        super().__init__(title=TITLE, timeout=DRAFT_TTL_S)
+        self.bridge, self.mode, self.url = bridge, mode, url
+        what = {"reply": "Your reply", "quote": "Your quote"}.get(mode, "Text")
+        self.text: discord.ui.TextInput[ComposeModal] = discord.ui.TextInput(
+            label=what, style=discord.TextStyle.paragraph, max_length=TEXT_LIMIT
+        )
+        self.to: discord.ui.TextInput[ComposeModal] = discord.ui.TextInput(
+            label="Networks (comma separated, optional)", required=False, max_length=200
+        )
+        self.add_item(self.text)
+        self.add_item(self.to)
+
+    async def on_submit(self, interaction: discord.Interaction[discord.Client]) -> None:
+        args = post_args(
+            self.text.value,
+            to=self.to.value,
+            reply=self.url if self.mode == "reply" else None,
+            quote=self.url if self.mode == "quote" else None,
+        )
+        await preview(self.bridge, interaction, args)
+
+
+async def open_composer(
+    bridge: "CommandBridge",
+    interaction: discord.Interaction[discord.Client],
+    mode: str = "",
+    message: discord.Message | None = None,
+) -> None:
+    url = ""
+    if message is not None:
+        url = relayed_link(message, interaction.client)
+        if not url:
+            await interaction.response.send_message(NOT_RELAYED, ephemeral=True)
+            return
+    await interaction.response.send_modal(ComposeModal(bridge, mode, url))
+
+
+def member(interaction: discord.Interaction[discord.Client]) -> str:
+    """How the core names a Discord member (the same for commands and clicks)."""
+    return f"{interaction.user.name} ({interaction.user.id})"
+
+
+async def preview(
+    bridge: "CommandBridge", interaction: discord.Interaction[discord.Client], args: str
+) -> None:
+    """Ask the core what each network would receive; show it with a Post button."""
+    if bridge.service is None:
+        await interaction.response.send_message("Starling is still starting.", ephemeral=True)
+        return
+    channel = bridge.channel_ref(interaction, None)
+    who = member(interaction)
+    asked = bridge.service.handle(Invocation(channel, who, "post", "--preview " + args))
+    task = asyncio.ensure_future(asked)
+    done, _ = await asyncio.wait({task}, timeout=DEFER_AFTER_S)
+    deferred = not done
+    if deferred:  # a slow network: say "thinking…" within Discord's 3 s, answer after
+        await interaction.response.defer(ephemeral=True, thinking=True)
+    reply = await task
+    extra: dict[str, Any] = {}
+    if reply.text.startswith(PREVIEW_HEAD):
+        bridge.forget_old_drafts()
+        nonce = secrets.token_hex(8)
+        bridge.drafts[nonce] = (time.monotonic(), who, args)
+        view = build_view((Action("Post", "confirm", nonce, "primary"),))
+        if view is not None:
+            extra["view"] = view
+    text = reply_chunks(reply.text)[0]
+    if deferred:
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NONE, **extra)
+    else:
+        await interaction.response.send_message(
+            text, ephemeral=True, allowed_mentions=NONE, **extra
+        )
+
+
+def take_draft(
+    bridge: "CommandBridge", interaction: discord.Interaction[discord.Client], nonce: str
+) -> Reply | str:
+    """The `/post` line behind a preview's Post button, or why it cannot be posted."""
+    draft = bridge.drafts.pop(nonce, None)
+    if draft is None or time.monotonic() - draft[0] > DRAFT_TTL_S:
+        return Reply(EXPIRED)
+    if draft[1] != member(interaction):
+        return Reply("Only the member who wrote this post can send it.")
+    return draft[2]
+
+
+def context_menus(bridge: "CommandBridge") -> list[discord.app_commands.ContextMenu]:
+    """The two message context menus."""
+
+    async def reply_to(
+        interaction: discord.Interaction[discord.Client], message: discord.Message
+    ) -> None:
+        await open_composer(bridge, interaction, "reply", message)
+
+    async def quote(
+        interaction: discord.Interaction[discord.Client], message: discord.Message
+    ) -> None:
+        await open_composer(bridge, interaction, "quote", message)
+
+    menus = [
+        discord.app_commands.ContextMenu(name=REPLY_MENU, callback=reply_to),
+        discord.app_commands.ContextMenu(name=QUOTE_MENU, callback=quote),
+    ]
+    for menu in menus:
+        menu.guild_only = True
+        menu.allowed_contexts = discord.app_commands.AppCommandContext(guild=True)
+    return menus

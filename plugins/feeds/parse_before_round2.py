@@ -1,0 +1,761 @@
+"""Feed documents (RSS, Atom, RDF, JSON Feed) to `Post`s.
+
+`fastfeedparser` is fast but loses data on a few document shapes; `feedparser` is
+slow but thorough. Documents the fast parser is known to mishandle go straight to
+`feedparser`, and anything it fails on is retried there, so callers see one
+behaviour. Both results are read through the same normaliser, and ids are computed
+from the raw fields, so an item keeps its `native_id` whichever parser read it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import email.utils
+import hashlib
+import html as _stdlib_html
+import io
+import logging
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import msgspec
+
+from bot.html import absolute_http_url, clip_text, html_to_text, plain_text
+from bot.known import KnownPosts, placeholder
+from bot.model import Author, Media, Post
+
+__all__ = ["FeedParseError", "ParsedFeed", "parse_feed"]
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT_CHARS: Final = 4000
+MAX_TITLE_CHARS: Final = 300
+MAX_ID_CHARS: Final = 256
+MAX_MEDIA: Final = 8
+MAX_LINKS: Final = 20
+
+_UTF8_BOM: Final = b"\xef\xbb\xbf"
+_BOMS: Final = (codecs.BOM_UTF32_BE, codecs.BOM_UTF32_LE, _UTF8_BOM, b"\xfe\xff", b"\xff\xfe")
+_XML_DECL_ENCODING: Final = re.compile(
+    rb"""^\s*<\?xml[^>]*?\bencoding\s*=\s*["']([A-Za-z0-9._:-]+)["']"""
+)
+_CHARSET_PARAM: Final = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._:-]+)""", re.IGNORECASE)
+# Markup fastfeedparser reads wrongly, which sends a document to feedparser: inline
+# XHTML titles/summaries/bodies come out empty, Atom 0.3 base64/xml modes stay raw,
+# DOCTYPE entities are dropped, unescaped markup right inside a body element is lost.
+_ATOM03_MODE: Final = re.compile(rb"""\bmode\s*=\s*["'](?:xml|base64)""")
+_NAKED_MARKUP: Final = re.compile(
+    rb"<(?:description|content:encoded|summary|title)\b[^>]*>[^<]*<[A-Za-z]"
+)
+# Atom titles default to plain text; a feed that marks them as HTML does so on every one.
+_ATOM_HTML_TITLE: Final = re.compile(
+    rb"""<(?:[\w.-]+:)?title\b[^>]*\btype\s*=\s*["'](?:text/)?html["']"""
+)
+# More shapes it gets wrong, found by comparing both parsers over the feedparser corpus
+# (tests/test_feed_fast_path.py): Atom content of a binary type stays base64; author
+# URIs (Atom <uri>, 0.3 <url>/<homepage>) are dropped; xml:base and RSS <fullitem>
+# are ignored; a bare "&" (ill-formed XML) is recovered differently; numeric
+# references to C1 controls (&#146;) are not read as the windows-1252 they mean.
+_BINARY_TYPE: Final = re.compile(
+    rb"""<(?:[\w.-]+:)?(?:content|summary|title|subtitle)\b[^>]*?\btype\s*=\s*["']"""
+    rb"""(?!(?:text|html|xhtml)["']|text/|application/xhtml)"""
+)
+_AUTHOR_URI: Final = re.compile(rb"<(?:[\w.-]+:)?(?:uri|url|homepage)\s*>")
+_BARE_AMPERSAND: Final = re.compile(rb"&(?![A-Za-z][\w.-]*;|#[0-9]+;|#[xX][0-9A-Fa-f]+;)")
+_C1_REFERENCE: Final = re.compile(rb"&#(?:1[2-5][0-9]|x[89][0-9A-Fa-f]);|\xc2[\x80-\x9f]")
+# An RSS <body> (XHTML) and Media RSS titles/groups are read from other elements than
+# feedparser's (empty or wrong text); an unclosed CDATA section is recovered differently.
+_OTHER_SHAPES: Final = (b"<body", b"<media:group", b"<media:title")
+_FIRST_ELEMENT: Final = re.compile(rb"<([A-Za-z_][\w.:-]*)")
+_FEED_ROOT_HINT: Final = re.compile(rb"<(?:[\w.-]+:)?(?:rss|feed|rdf|channel)\b", re.IGNORECASE)
+_EMAIL: Final = re.compile(r"^[^@\s<>()]+@[^@\s<>()]+$")
+_IMAGE_EXTENSIONS: Final = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif")
+
+
+# URLs, URNs, tag: URIs and hashes are unique beyond one feed; short counters are not.
+GLOBAL_ID: Final = re.compile(
+    r"^([a-z][a-z0-9+.-]*:\S|hash:|[0-9a-f-]{32,}$|\S{24,})", re.IGNORECASE
+)
+
+
+class FeedParseError(Exception):
+    """The body is not a readable feed; `str(err)` is a one-line reason for humans."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    title: str
+    link: str
+    posts: list[Post]
+
+
+def parse_feed(
+    body: bytes,
+    *,
+    content_type: str = "",
+    url: str = "",
+    network: str = "feeds",
+    id_host: str = "",
+    known: KnownPosts | None = None,
+) -> ParsedFeed:
+    """Parse one fetched feed document into posts, in the order the document lists them.
+
+    `content_type` is the HTTP header (its charset matters); `url` is the address the
+    document came from, used to resolve relative links. With `id_host`, ids that are
+    not globally unique ("1", "42") get that host as prefix (see `scoped_id`). Items
+    in `known` (unchanged since the relay admitted them) come back as placeholders
+    (`bot.known`), without the cost of converting them. Raises only `FeedParseError`.
+    """
+    try:
+        return _parse(bytes(body), content_type or "", url or "", network, id_host, known)
+    except FeedParseError:
+        raise
+    except Exception as exc:  # a bug here must not take the poller down with it
+        log.warning("feed parser failed unexpectedly on %s", url or "<bytes>", exc_info=True)
+        raise FeedParseError("the feed could not be read (parser error)") from exc
+
+
+# -- dispatch -------------------------------------------------------------------
+
+
+def scoped_id(native_id: str, id_host: str) -> str:
+    """Give an id that is not globally unique (guid "1", "42") its feed's host.
+
+    RSS guids and Atom ids are meant to be unique everywhere, and then the same
+    item reached through two addresses is delivered once. Many feeds number their
+    items instead; unscoped, item "1" of one feed would hide item "1" of another.
+    """
+    if not id_host or GLOBAL_ID.match(native_id):
+        return native_id
+    return f"{id_host}/{native_id}"
+
+
+def _parse(
+    body: bytes, content_type: str, url: str, network: str, id_host: str, known: KnownPosts | None
+) -> ParsedFeed:
+    head = body[len(_UTF8_BOM) :] if body.startswith(_UTF8_BOM) else body
+    head = head.lstrip()
+    if not head:
+        raise FeedParseError("the document is empty")
+    mime = content_type.split(";", 1)[0].strip().lower()
+    if head.startswith((b"{", b"[")) or (
+        (mime.endswith(("/json", "+json"))) and not head.startswith(b"<")
+    ):
+        return _parse_json_feed(head, url, network, id_host, known)
+    if _looks_like_html(head):
+        raise FeedParseError("this is an HTML page, not a feed")
+
+    data: dict[str, Any] | None = None
+    if _fast_path_ok(body, content_type):
+        data = _fastfeedparser(body)
+    if data is not None:
+        # fastfeedparser reports no title type, so decide it for the whole document.
+        is_atom = _first_element_name(head[:4096]) == b"feed"
+        html_titles = not is_atom or bool(_ATOM_HTML_TITLE.search(body))
+        return _build(
+            data,
+            url=url,
+            network=network,
+            fast=True,
+            html_titles=html_titles,
+            id_host=id_host,
+            known=known,
+        )
+    data = _feedparser(body, content_type)
+    return _build(
+        data,
+        url=url,
+        network=network,
+        fast=False,
+        html_titles=False,
+        id_host=id_host,
+        known=known,
+    )
+
+
+def _looks_like_html(head: bytes) -> bool:
+    """An HTML page (a site's front page, a login wall) rather than a feed."""
+    lowered = head[:4096].lower()
+    if not (lowered.startswith((b"<!doctype html", b"<html")) or b"<html" in lowered):
+        return False
+    first = _first_element_name(lowered)
+    if first not in (b"html", b"head", b"body"):
+        return False
+    # An Atom feed wrapped in an XHTML page is still a feed; feedparser reads those.
+    return not _FEED_ROOT_HINT.search(head[:262144])
+
+
+def _first_element_name(doc: bytes) -> bytes:
+    """The first element's local name, skipping declarations, comments and doctype."""
+    pos = 0
+    end = len(doc)
+    while pos < end:
+        lt = doc.find(b"<", pos)
+        if lt < 0:
+            return b""
+        if doc.startswith(b"<!--", lt):
+            close = doc.find(b"-->", lt + 4)
+            pos = end if close < 0 else close + 3
+        elif doc.startswith((b"<?", b"<!"), lt):
+            if doc[lt : lt + 9].lower() == b"<!doctype" and b"html" in doc[lt : lt + 20]:
+                return b"html"
+            close = doc.find(b">", lt)
+            pos = end if close < 0 else close + 1
+        else:
+            match = _FIRST_ELEMENT.match(doc, lt)
+            if not match:
+                pos = lt + 1
+                continue
+            return match.group(1).rsplit(b":", 1)[-1]
+    return b""
+
+
+def _codec(name: str) -> str:
+    try:
+        return codecs.lookup(name).name
+    except (LookupError, ValueError):
+        return ""
+
+
+def _fast_path_ok(body: bytes, content_type: str) -> bool:
+    match = _CHARSET_PARAM.search(content_type)
+    header = _codec(match.group(1)) if match else ""
+    if body.startswith(_BOMS):
+        declared = "bom"
+    else:
+        decl = _XML_DECL_ENCODING.match(body[:1024])
+        declared = _codec(decl.group(1).decode("ascii")) if decl else ""
+    if declared == "bom":
+        ok = not header or header.startswith("utf")
+    elif declared:
+        ok = header in ("", declared)
+    else:
+        ok = header in ("utf-8", "ascii")
+    if not ok or b"xhtml" in body or b"<!ENTITY" in body:
+        return False
+    return not (b"mode" in body and _ATOM03_MODE.search(body)) and not _NAKED_MARKUP_OLD.search(body)
+
+_NAKED_MARKUP_OLD = re.compile(
+    rb"<(?:description|content:encoded|summary|title)\b[^>]*>\s*<[A-Za-z]"
+)
+
+def _is_utf8(body: bytes) -> bool:
+    if body.isascii():
+        return True
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _fastfeedparser(body: bytes) -> dict[str, Any] | None:
+    """fastfeedparser's result, or None when feedparser must try instead."""
+    # Loaded on the first parse: with lxml and dateutil it is ~5.5 MiB that an idle
+    # bot (no feed followed yet, or between restarts and first poll) does not need.
+    import fastfeedparser
+
+    try:
+        # Always bytes: given a str that looks like a URL, it would fetch it.
+        result: Any = fastfeedparser.parse(body)
+    except Exception as exc:
+        log.debug("fastfeedparser gave up: %s", exc)
+        return None
+    if not isinstance(result, dict):
+        return None
+    entries = result.get("entries")
+    if not isinstance(entries, list) or not entries:
+        return None
+    return result
+
+
+def _feedparser(body: bytes, content_type: str) -> dict[str, Any]:
+    # No content-location: feedparser would resolve ids against it too, so an Atom
+    # id of "1" would become "https://host/1" here but stay "1" on the fast path.
+    # Links are resolved against `url` by the normaliser instead.
+    import feedparser  # the fallback: loaded when first needed (memory at rest)
+
+    headers = {"content-type": content_type} if content_type else {}
+    try:
+        # A stream, never bytes or str: feedparser opens strings as paths or URLs.
+        # Its sanitiser keeps the text inside <iframe> and the like; nh3 drops it, so
+        # it gets the raw markup, as from the fast path.
+        result: Any = feedparser.parse(
+            io.BytesIO(body), response_headers=headers, sanitize_html=False
+        )
+    except Exception as exc:
+        raise FeedParseError("the document is not valid XML or JSON") from exc
+    if not isinstance(result, dict):
+        raise FeedParseError("the document is not valid XML or JSON")
+    head = body[len(_UTF8_BOM) :] if body.startswith(_UTF8_BOM) else body
+    root = _first_element_name(head.lstrip()[:4096].lower())
+    # feedparser calls any <item> an entry; only a recognised feed counts, even an
+    # empty one (a brand-new feed has no items yet). CDF has no version, only a root.
+    if dict.get(result, "version") or root in (b"rss", b"feed", b"rdf", b"channel"):
+        return result
+    if root in (b"html", b"head", b"body"):
+        raise FeedParseError("this is an HTML page, not a feed")
+    if dict.get(result, "bozo") and not (root and dict.get(result, "entries")):
+        raise FeedParseError("the document is not valid XML or JSON")
+    raise FeedParseError("no feed entries found in this XML document")
+
+
+# -- XML feeds (both parsers' shapes) ---------------------------------------------
+
+
+def _build(
+    data: dict[str, Any],
+    *,
+    url: str,
+    network: str,
+    fast: bool,
+    html_titles: bool,
+    id_host: str = "",
+    known: KnownPosts | None = None,
+) -> ParsedFeed:
+    """Posts from either parser's result; `fast` says which one produced `data`."""
+    feed = _mapping(dict.get(data, "feed"))
+    title = clip_text(plain_text(_str(feed.get("title"))), MAX_TITLE_CHARS)
+    link = absolute_http_url(_str(feed.get("link")), url) or _alternate_link(feed, url)
+    feed_author = _person(feed)
+    default_author = feed_author or Author(name=title or _host(url) or "feed")
+    posts: list[Post] = []
+    seen: set[str] = set()
+    for raw in _list(dict.get(data, "entries")):
+        entry = _mapping(raw)
+        try:
+            post = _entry_post(
+                entry,
+                url=url,
+                network=network,
+                author=default_author,
+                fast=fast,
+                html_titles=html_titles,
+                id_host=id_host,
+                known=known,
+            )
+        except Exception:
+            log.warning("skipped an unreadable entry in %s", url or "<bytes>", exc_info=True)
+            continue
+        if post.native_id not in seen:
+            seen.add(post.native_id)
+            posts.append(post)
+    return ParsedFeed(title=title, link=link or absolute_http_url(url), posts=posts)
+
+
+def _entry_post(
+    entry: Mapping[str, Any],
+    *,
+    url: str,
+    network: str,
+    author: Author,
+    fast: bool,
+    html_titles: bool,
+    id_host: str = "",
+    known: KnownPosts | None = None,
+) -> Post:
+    raw_id, raw_link = _raw_id_and_link(entry, fast=fast)
+    created = _entry_date(entry, "published")
+    updated = _entry_date(entry, "updated")
+    edited = updated if created and updated and updated > created else None
+    if known is not None and (raw_id or raw_link):  # else the id is a hash of the text
+        native_id = scoped_id(_native_id(raw_id, raw_link, url, "", ""), id_host)
+        if (f"{network}:{native_id}", edited) in known:
+            return placeholder(network, native_id, created or updated, edited)
+    link = absolute_http_url(raw_link, url) or absolute_http_url(raw_id)
+
+    title = _entry_title(entry, fast=fast, html_titles=html_titles)
+    body_html, is_plain = _entry_body(entry)
+    if is_plain:
+        text, links = html_to_text(
+            _stdlib_html.escape(body_html, quote=False), max_chars=MAX_TEXT_CHARS
+        )
+    else:
+        text, links = html_to_text(body_html, url, max_chars=MAX_TEXT_CHARS)
+
+    native_id = scoped_id(_native_id(raw_id, raw_link, url, title, text), id_host)
+    return Post(
+        network=network,
+        native_id=native_id,
+        author=_person(entry) or author,
+        text=text,
+        permalink=link,
+        title=title,
+        links=tuple(links[:MAX_LINKS]),
+        media=_entry_media(entry, url),
+        created_at=created or updated,
+        edited_at=edited,
+    )
+
+
+def _raw_id_and_link(entry: Mapping[str, Any], *, fast: bool) -> tuple[str, str]:
+    """The entry's own id and alternate link, undoing each parser's guesswork.
+
+    fastfeedparser copies the link into a missing id, and takes any lone link as the
+    entry link even when it is an enclosure or `rel="self"`; feedparser copies an RSS
+    permalink guid into a missing link. Both are undone here so ids and links mean
+    the same thing whichever parser read the document.
+    """
+    raw_id = _str(entry.get("id")).strip()
+    raw_link = _str(entry.get("link")).strip()
+    links = [_mapping(link) for link in _list(entry.get("links"))]
+    if fast:
+        if links and raw_link:
+            alternates = [
+                _str(link.get("href")).strip()
+                for link in links
+                if _str(link.get("rel") or "alternate") == "alternate"
+            ]
+            if raw_link not in alternates:
+                if raw_id == raw_link:
+                    raw_id = ""
+                raw_link = next((a for a in alternates if a), "")
+    elif entry.get("guidislink") and raw_link == raw_id:
+        raw_link = ""
+    return raw_id, raw_link
+
+
+def _native_id(raw_id: str, raw_link: str, base: str, title: str, text: str) -> str:
+    """The entry's identity: guid/id, else link, else a hash of what it says.
+
+    Dates never take part, so an item whose `updated` changes is not posted again.
+    An id equal to the link is treated as the link (fastfeedparser invents exactly
+    that id when there is none), and links are made absolute, so both parsers agree.
+    """
+    if raw_id and raw_id != raw_link:
+        native_id = raw_id
+    elif raw_link:
+        native_id = absolute_http_url(raw_link, base) or raw_link
+    else:
+        digest = hashlib.sha256(f"{title}\n{text}".encode("utf-8", "replace")).hexdigest()
+        return f"hash:{digest[:40]}"
+    if len(native_id) > MAX_ID_CHARS:
+        return "sha256:" + hashlib.sha256(native_id.encode("utf-8", "replace")).hexdigest()
+    return native_id
+
+
+def _entry_title(entry: Mapping[str, Any], *, fast: bool, html_titles: bool) -> str:
+    """A one-line title; markup is stripped unless the feed says the title is plain text.
+
+    feedparser sniffs titles for markup, so its "text/plain" can be trusted;
+    fastfeedparser labels every RSS title text/plain, markup or not, and drops the
+    Atom type, so the caller decides for the whole document.
+    """
+    raw = _str(entry.get("title"))
+    if not raw:
+        return ""
+    detail = _mapping(entry.get("title_detail"))
+    literal = not html_titles if fast else _str(detail.get("type")).lower() == "text/plain"
+    if literal:
+        return clip_text(_literal_line(raw), MAX_TITLE_CHARS)
+    return clip_text(plain_text(raw), MAX_TITLE_CHARS)
+
+
+def _entry_body(entry: Mapping[str, Any]) -> tuple[str, bool]:
+    """The fullest body the entry has, and whether it is plain text rather than HTML."""
+    best: tuple[str, bool] = ("", False)
+    for item in _list(entry.get("content")):
+        content = _mapping(item)
+        value = _str(content.get("value"))
+        kind = _str(content.get("type")).lower()
+        if value.strip() and _is_textual(kind):
+            plain = kind in ("text", "text/plain")
+            if not plain:
+                return value, False
+            best = best if best[0] else (value, True)
+    if best[0]:
+        return best
+    for key in ("summary", "description"):
+        value = _str(entry.get(key))
+        if value.strip():
+            detail = _mapping(entry.get("summary_detail"))
+            return value, _str(detail.get("type")).lower() == "text/plain"
+    return "", False
+
+
+def _is_textual(kind: str) -> bool:
+    """Whether content of this type is readable text rather than e.g. a base64 blob."""
+    return (
+        not kind
+        or kind in ("text", "html", "xhtml")
+        or kind.startswith("text/")
+        or ("html" in kind or kind.endswith("xml"))
+    )
+
+
+def _entry_date(entry: Mapping[str, Any], key: str) -> datetime | None:
+    parsed = entry.get(f"{key}_parsed")
+    if isinstance(parsed, time.struct_time):
+        try:
+            return datetime(*parsed[:6], tzinfo=UTC)
+        except (ValueError, OverflowError):
+            return None
+    return _date_from_str(_str(entry.get(key)))
+
+
+def _date_from_str(value: str) -> datetime | None:
+    """An aware UTC datetime from RFC 3339 (JSON Feed, fastfeedparser) or RFC 822 text."""
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            moment = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+    # Whole seconds: feedparser drops fractions, so both parsers agree.
+    moment = moment.replace(microsecond=0)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _person(node: Mapping[str, Any]) -> Author | None:
+    """The entry's (or feed's) author, whichever way either parser spelled it."""
+    detail = _mapping(node.get("author_detail"))
+    authors = [_mapping(a) for a in _list(node.get("authors"))]
+    candidates = [
+        *(_str(a.get("name")) for a in authors[:1]),
+        _str(node.get("author")),
+        _str(detail.get("name")),
+    ]
+    name = next((n for n in (_person_name(c) for c in candidates) if n), "")
+    if not name:
+        return None
+    href = _str(detail.get("href")) or next(
+        (_str(a.get("href") or a.get("uri")) for a in authors if a.get("href") or a.get("uri")),
+        "",
+    )
+    return Author(name=name, url=absolute_http_url(href))
+
+
+def _person_name(value: str) -> str:
+    """The display name in "jane@ex.com (Jane)", "Jane <jane@ex.com>" or plain "Jane"."""
+    value = " ".join(value.split())
+    if not value:
+        return ""
+    if value.endswith(")") and "(" in value:
+        outside, _, inside = value[:-1].rpartition("(")
+        outside, inside = outside.strip(), inside.strip()
+        if _EMAIL.match(outside) and inside:
+            value = inside
+        elif _EMAIL.match(inside) and outside:
+            value = outside
+    elif value.endswith(">") and "<" in value:
+        outside, _, inside = value[:-1].rpartition("<")
+        if _EMAIL.match(inside.strip()) and outside.strip():
+            value = outside.strip().strip('"')
+    return clip_text(plain_text(value), 200)
+
+
+def _entry_media(entry: Mapping[str, Any], base: str) -> tuple[Media, ...]:
+    found: list[Media] = []
+
+    def add(href: object, alt: object = "") -> None:
+        media_url = absolute_http_url(_str(href), base)
+        if media_url and all(m.url != media_url for m in found) and len(found) < MAX_MEDIA:
+            found.append(Media(url=media_url, alt=clip_text(plain_text(_str(alt)), 300)))
+
+    enclosures = entry.get("enclosures")
+    if enclosures is None:  # feedparser keeps them among the links
+        enclosures = [
+            link for link in _list(entry.get("links")) if _mapping(link).get("rel") == "enclosure"
+        ]
+    for raw in _list(enclosures):
+        enc = _mapping(raw)
+        href = enc.get("url") or enc.get("href")
+        if _is_image(_str(enc.get("type")), "", _str(href)):
+            add(href)
+    thumbnails: list[object] = []
+    for raw in _list(entry.get("media_content")):
+        item = _mapping(raw)
+        if _is_image(_str(item.get("type")), _str(item.get("medium")), _str(item.get("url"))):
+            add(item.get("url"), item.get("title") or item.get("description"))
+        if item.get("thumbnail_url"):
+            thumbnails.append(item.get("thumbnail_url"))
+    thumbnails.extend(_mapping(t).get("url") for t in _list(entry.get("media_thumbnail")))
+    for thumb in thumbnails:
+        add(thumb)
+    return tuple(found)
+
+
+def _is_image(mime: str, medium: str, href: str) -> bool:
+    mime, medium = mime.strip().lower(), medium.strip().lower()
+    if mime or medium:
+        return mime.startswith("image/") or medium == "image"
+    path = href.split("?", 1)[0].split("#", 1)[0].lower()
+    return path.endswith(_IMAGE_EXTENSIONS)
+
+
+def _alternate_link(node: Mapping[str, Any], base: str) -> str:
+    for raw in _list(node.get("links")):
+        link = _mapping(raw)
+        if _str(link.get("rel") or "alternate") == "alternate":
+            href = absolute_http_url(_str(link.get("href")), base)
+            if href:
+                return href
+    return ""
+
+
+# -- JSON Feed --------------------------------------------------------------------
+
+
+def _parse_json_feed(
+    body: bytes, url: str, network: str, id_host: str = "", known: KnownPosts | None = None
+) -> ParsedFeed:
+    try:
+        data: Any = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError, ValueError) as exc:
+        raise FeedParseError("the document is not valid XML or JSON") from exc
+    if not isinstance(data, dict):
+        raise FeedParseError("this JSON document is not a JSON Feed")
+    version = _str(data.get("version"))
+    items = data.get("items")
+    if not isinstance(items, list) or (version and "jsonfeed.org/version/" not in version):
+        raise FeedParseError("this JSON document is not a JSON Feed")
+
+    title = clip_text(plain_text(_str(data.get("title"))), MAX_TITLE_CHARS)
+    link = absolute_http_url(_str(data.get("home_page_url")), url) or absolute_http_url(url)
+    feed_author = _json_author(data, url)
+    default_author = feed_author or Author(name=title or _host(url) or "feed")
+    posts: list[Post] = []
+    seen: set[str] = set()
+    for raw in items:
+        if not isinstance(raw, dict):
+            continue
+        try:
+            post = _json_item_post(
+                raw, url=url, network=network, author=default_author, id_host=id_host, known=known
+            )
+        except Exception:
+            log.warning("skipped an unreadable JSON Feed item in %s", url, exc_info=True)
+            continue
+        if post.native_id not in seen:
+            seen.add(post.native_id)
+            posts.append(post)
+    return ParsedFeed(title=title, link=link, posts=posts)
+
+
+def _json_item_post(
+    item: Mapping[str, Any],
+    *,
+    url: str,
+    network: str,
+    author: Author,
+    id_host: str = "",
+    known: KnownPosts | None = None,
+) -> Post:
+    raw_id = item.get("id")
+    # The spec says string, but numbers are common in the wild; booleans are nonsense.
+    id_text = "" if isinstance(raw_id, bool) else _str(raw_id).strip()
+    raw_link = _str(item.get("url")).strip()
+    created = _date_from_str(_str(item.get("date_published")))
+    updated = _date_from_str(_str(item.get("date_modified")))
+    edited = updated if created and updated and updated > created else None
+    if known is not None and (id_text or raw_link):  # else the id is a hash of the text
+        native_id = scoped_id(_native_id(id_text, raw_link, url, "", ""), id_host)
+        if (f"{network}:{native_id}", edited) in known:
+            return placeholder(network, native_id, created or updated, edited)
+    link = absolute_http_url(raw_link, url) or absolute_http_url(
+        _str(item.get("external_url")), url
+    )
+    # JSON Feed titles are plain text by spec: "<blink>" in one is meant literally.
+    title = clip_text(_literal_line(_str(item.get("title"))), MAX_TITLE_CHARS)
+    content_html = _str(item.get("content_html"))
+    if content_html.strip():
+        text, links = html_to_text(content_html, url, max_chars=MAX_TEXT_CHARS)
+    else:
+        plain = _str(item.get("content_text")) or _str(item.get("summary"))
+        text, links = html_to_text(
+            _stdlib_html.escape(plain, quote=False), max_chars=MAX_TEXT_CHARS
+        )
+    native_id = scoped_id(_native_id(id_text, raw_link, url, title, text), id_host)
+
+    media: list[Media] = []
+    candidates: list[tuple[object, object]] = [
+        (item.get("image"), ""),
+        (item.get("banner_image"), ""),
+    ]
+    for raw in _list(item.get("attachments")):
+        attachment = _mapping(raw)
+        if _str(attachment.get("mime_type")).lower().startswith("image/"):
+            candidates.append((attachment.get("url"), attachment.get("title")))
+    for href, alt in candidates:
+        media_url = absolute_http_url(_str(href), url)
+        if media_url and all(m.url != media_url for m in media) and len(media) < MAX_MEDIA:
+            media.append(Media(url=media_url, alt=clip_text(plain_text(_str(alt)), 300)))
+
+    return Post(
+        network=network,
+        native_id=native_id,
+        author=_json_author(item, url) or author,
+        text=text,
+        permalink=link,
+        title=title,
+        links=tuple(links[:MAX_LINKS]),
+        media=tuple(media),
+        created_at=created or updated,
+        edited_at=edited,
+    )
+
+
+def _json_author(node: Mapping[str, Any], base: str) -> Author | None:
+    """JSON Feed 1.1 `authors` (a list) or 1.0 `author` (one object)."""
+    people = [_mapping(a) for a in _list(node.get("authors"))]
+    people.append(_mapping(node.get("author")))
+    for person in people:
+        name = clip_text(plain_text(_str(person.get("name"))), 200)
+        if name:
+            return Author(
+                name=name,
+                url=absolute_http_url(_str(person.get("url")), base),
+                avatar_url=absolute_http_url(_str(person.get("avatar")), base),
+            )
+    return None
+
+
+# -- small helpers ------------------------------------------------------------------
+
+
+def _str(value: object) -> str:
+    """Text from a parser field that may be missing, a number, or a nested value."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return ""
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    """A read-only view that bypasses feedparser's deprecated key aliases."""
+    if isinstance(value, dict):
+        return dict(value)
+    return {}
+
+
+def _list(value: object) -> list[Any]:
+    if isinstance(value, list | tuple):
+        return list(value)
+    return []
+
+
+def _literal_line(text: str) -> str:
+    """Plain text (never markup) squeezed onto one line."""
+    return " ".join(text.split())
+
+
+def _host(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""

@@ -1,0 +1,173 @@
+"""The fast parser's gate, proved over the whole feedparser corpus.
+
+`plugins.feeds.parse` reads a document with fastfeedparser only when `_fast_path_ok`
+says it reads that shape and encoding correctly, else with feedparser. Here every
+corpus file (and every hand-written fixture) that takes the fast path is parsed by
+feedparser too, and the posts a user would see must be the same: ids (so a feed that
+changes path never re-posts), titles, links, text, media, dates and authors.
+Undeclared UTF-8 documents are included: they take the fast path since round 2.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import fastfeedparser
+import pytest
+
+from bot.model import Post
+from plugins.feeds import parse as feeds_parse
+from plugins.feeds.parse import FeedParseError, ParsedFeed, parse_feed
+
+FIXTURES = Path(__file__).parent / "fixtures"
+URL = "http://example.com/feed.xml"
+
+# Shapes where both parsers still disagree on the fast path, each one a document
+# written to test an oddity (several values for one field, ill-formed XML, Atom
+# elements inside RSS). None of them is an encoding problem.
+KNOWN_DIFFERENCES = {
+    # ill-formed: an unfinished CDATA section, recovered differently
+    "feedparser/illformed/rss_incomplete_cdata.xml",
+    # two <published>/<updated> in one entry: each parser keeps a different one
+    "feedparser/wellformed/atom/entry_published_parsed_date_overwriting.xml",
+    "feedparser/wellformed/atom/entry_updated_multiple_values.xml",
+    # author given only as an e-mail address: feedparser names the address
+    "feedparser/wellformed/atom10/entry_authors_email.xml",
+    "feedparser/wellformed/namespace/rss2.0NSwithModules.xml",
+    "feedparser/wellformed/namespace/rss2.0NSwithModulesNoDefNS.xml",
+    # an entry whose only link is rel="self"
+    "feedparser/wellformed/atom10/entry_link_rel_self.xml",
+    # a foreign element with an RSS element's local name
+    "feedparser/wellformed/namespace/rss2.0NSwithModulesNoDefNSLocalNameClash.xml",
+    # Atom <id>/<link href> inside an RSS <item>
+    "feedparser/wellformed/psc/rss2.0simplechapter.xml",
+    # an RSS item with both <description> and a non-standard <summary>
+    "feedparser/wellformed/rss/item_description_and_summary.xml",
+}
+
+
+def header_content_type(body: bytes) -> str:
+    match = re.search(rb"Header:\s*Content-type:\s*([^\r\n]+)", body, re.IGNORECASE)
+    return match.group(1).decode("latin-1").strip() if match else ""
+
+
+def via_feedparser(body: bytes, content_type: str) -> ParsedFeed:
+    """What the feedparser path makes of the document, whatever the gate says."""
+    data = feeds_parse._feedparser(body, content_type)
+    return feeds_parse._build(data, url=URL, network="feeds", fast=False, html_titles=False)
+
+
+def shown(feed: ParsedFeed) -> list[tuple[object, ...]]:
+    def key(post: Post) -> tuple[object, ...]:
+        return (post.native_id, post.title, post.permalink, post.text, post.links, post.media,
+                post.created_at, post.edited_at, post.author.name, post.author.url)  # fmt: skip
+
+    return [(feed.title, feed.link), *(key(p) for p in feed.posts if isinstance(p, Post))]
+
+
+def documents() -> list[Path]:
+    corpus = sorted(p for p in (FIXTURES / "feedparser").rglob("*") if p.is_file())
+    return [p for p in corpus if p.name != "LICENSE"] + sorted((FIXTURES / "feeds").glob("*"))
+
+
+@pytest.fixture
+def fast_results(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """What fastfeedparser returned for each document it was given (it still parses)."""
+    results: list[Any] = []
+    real = fastfeedparser.parse
+
+    def spy(source: bytes, **kwargs: Any) -> Any:
+        try:
+            result = real(source, **kwargs)
+        except Exception:
+            results.append(None)
+            raise
+        results.append(result)
+        return result
+
+    monkeypatch.setattr(fastfeedparser, "parse", spy)
+    return results
+
+
+def test_both_parsers_show_the_same_posts_for_every_fast_path_document(
+    fast_results: list[Any],
+) -> None:
+    differing: dict[str, str] = {}
+    fast_documents = undeclared = 0
+    for path in documents():
+        body = path.read_bytes()
+        content_type = header_content_type(body)
+        fast_results.clear()
+        try:
+            fast = parse_feed(body, content_type=content_type, url=URL)
+        except FeedParseError:
+            continue
+        if not fast_results or not (fast_results[0] or {}).get("entries"):
+            continue  # feedparser read it: nothing to compare
+        fast_documents += 1
+        if not feeds_parse._XML_DECL_ENCODING.match(body[:1024]):
+            undeclared += 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            slow = via_feedparser(body, content_type)
+        if shown(fast) != shown(slow):
+            name = path.relative_to(FIXTURES).as_posix()
+            differing[name] = next(
+                f"{a!r} != {b!r}" for a, b in zip(shown(fast), shown(slow), strict=False) if a != b
+            ) if len(shown(fast)) == len(shown(slow)) else "different number of posts"  # fmt: skip
+    unexpected = {k: v for k, v in differing.items() if k not in KNOWN_DIFFERENCES}
+    assert not unexpected, "\n".join(f"{k}: {v[:300]}" for k, v in unexpected.items())
+    assert fast_documents > 700
+    assert undeclared > 600
+
+
+@pytest.mark.parametrize(
+    ("shape", "document"),
+    [
+        ("RSS <fullitem>", "wellformed/rss/item_fullitem.xml"),
+        ("xml:base", "wellformed/base/entry_content_xml_base.xml"),
+        ("base64 Atom content", "wellformed/atom10/entry_content_base64.xml"),
+        ("Atom 0.3 author <url>", "wellformed/atom/entry_author_url.xml"),
+        ("bare & in a URL", "entities/query_variable_entry.xml"),
+        ("&#146; (windows-1252 in a reference)", "encoding/demoronize-1.xml"),
+        ("markup after text in a summary", "wellformed/atom/entry_summary_naked_markup.xml"),
+        ("Media RSS group", "wellformed/media-rss/media_group.xml"),
+    ],
+)
+def test_shapes_the_fast_parser_loses_go_to_feedparser(
+    shape: str, document: str, fast_results: list[Any]
+) -> None:
+    """Even with an encoding declared, these shapes are read by feedparser."""
+    body = (FIXTURES / "feedparser" / document).read_bytes()
+    body = re.sub(rb"^\s*<\?xml[^>]*\?>", b"", body)
+    declared = b'<?xml version="1.0" encoding="utf-8"?>\n' + body
+    parse_feed(declared, url=URL)
+    assert fast_results == [], shape
+
+
+def test_undeclared_utf8_takes_the_fast_path_and_reads_like_feedparser(
+    fast_results: list[Any],
+) -> None:
+    body = (
+        "<rss version='2.0'><channel><title>Café</title><link>https://cafe.example/</link>"
+        "<item><title>Crème brûlée — ½ price</title><guid>https://cafe.example/1</guid>"
+        "<link>https://cafe.example/1</link><description>Déjà vu</description></item>"
+        "</channel></rss>"
+    ).encode()
+    fast = parse_feed(body, url=URL)
+    assert len(fast_results) == 1
+    assert [p.title for p in fast.posts if isinstance(p, Post)] == ["Crème brûlée — ½ price"]
+    assert shown(fast) == shown(via_feedparser(body, ""))
+
+
+def test_undeclared_windows_1252_still_goes_to_feedparser(fast_results: list[Any]) -> None:
+    body = (
+        "<rss version='2.0'><channel><title>x</title><item><title>Caf\u00e9 \u2019s</title>"
+        "<guid>https://cafe.example/1</guid></item></channel></rss>"
+    ).encode("cp1252")
+    feed = parse_feed(body, url=URL)
+    assert fast_results == []
+    assert [p.title for p in feed.posts if isinstance(p, Post)] == ["Caf\u00e9 \u2019s"]
