@@ -15,6 +15,7 @@ is delivered once per target.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -47,6 +48,7 @@ from plugins.nostr.wire import (
 )
 
 log = logging.getLogger(__name__)
+HANDOVER_WAIT_S = 10.0  # longest an EOSE waits for another relay's posts to be admitted
 
 # A connection that lived this long was healthy: the next reconnect starts fast again.
 STABLE_AFTER_S = 30.0
@@ -115,6 +117,12 @@ class StreamSession:
         # mirrored only for a note its own author wrote (NIP-09), known from here.
         self._authors: OrderedDict[str, str] = OrderedDict()
         self._retracted: set[str] = set()
+        # Posts handed to the core and not yet admitted. Another relay's copies of them
+        # are skipped as seen, so its EOSE must wait for these before it may count as
+        # "served": otherwise an outage could close before its caught-up posts count.
+        self._handing_over = 0
+        self._handed_over = asyncio.Event()
+        self._handed_over.set()
 
     async def run(self, targets: list[Target]) -> None:
         async with asyncio.TaskGroup() as group:
@@ -213,6 +221,9 @@ class StreamSession:
                     await self._deliver_backlog(backlog)
                 if not served and not stored:  # every REQ has had its stored notes
                     served = True
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(HANDOVER_WAIT_S):
+                            await self._handed_over.wait()
                     self._pool.record(url, None, 0.0)
             elif isinstance(message, Closed) and message.sub_id in subs:
                 prefix = machine_prefix(message.message) or "no reason given"
@@ -301,4 +312,11 @@ class StreamSession:
         if not fresh:
             return
         self._newest[target.resource_key] = newest
-        await self._sink(target, fresh, str(newest) if newest is not None else None)
+        self._handing_over += 1
+        self._handed_over.clear()
+        try:
+            await self._sink(target, fresh, str(newest) if newest is not None else None)
+        finally:
+            self._handing_over -= 1
+            if not self._handing_over:
+                self._handed_over.set()
