@@ -23,7 +23,7 @@ class DiscordSettings(PluginSettings):
     manage_permission: str = "manage_channels"
     use_webhooks: bool = False
     min_interval_s: float = Field(default=1.0, ge=0.0)
-    max_rate_per_s: float = Field(default=45.0, gt=0.0, le=50.0)
+    max_rate_per_s: float = Field(default=48.0, gt=0.0, le=50.0)
     history_scan: int = Field(default=50, ge=1, le=100)
     request_timeout_s: float = Field(default=60.0, gt=0)
 
