@@ -314,6 +314,7 @@ class FeedServer:
         self.hits: Counter[str] = Counter()
         self.last_headers: dict[str, CIMultiDictProxy[str]] = {}
         self.in_flight = 0
+        self.hang_s = 0.0  # > 0: every /feeds/ answer waits this long (a host that hangs)
         self.peak_in_flight = 0
         self.synth_change = synth_change
         self.synth_items = synth_items
@@ -430,6 +431,8 @@ class FeedServer:
         return web.Response(body=doc.body, headers=doc.headers)
 
     async def _feed(self, request: web.Request) -> web.StreamResponse:
+        if self.hang_s:
+            await asyncio.sleep(self.hang_s)
         return self._serve(request, self._get_feed(request).rendered())
 
     async def _synth(self, request: web.Request) -> web.StreamResponse:

@@ -93,6 +93,36 @@ async def test_outage_announced_once_updated_in_place_and_resolved(
     assert "lasted 42 min, 3 posts caught up" in await bot.say("/status")
 
 
+async def test_a_host_that_stops_answering_is_an_outage_of_timeouts(
+    start_bot: StartBot, feed_server: FeedServer
+) -> None:
+    clock = FakeClock()
+    chat = RecordingChat()
+    feed = feed_server.add_feed("slow")
+    feed.add_item()
+    bot = await start_bot(chat, clock=clock, feeds={"timeout_s": 0.3})
+    await bot.say(f"/follow feeds {feed_server.feed_url('slow')}", channel="alpha")
+    await bot.poll_all()
+
+    feed_server.hang_s = 5.0  # connections are accepted, answers never come in time
+    await _fail_polls(bot, 3)
+    [notice] = notices(chat, "alpha")
+    assert "127.0.0.1 (feeds) is not answering since 14:02 UTC" in notice
+    assert "(1 follow here affected)" in notice
+    assert "Last error: 127.0.0.1 did not answer within 0.3 s." in notice
+
+    feed_server.hang_s = 0.0
+    feed.add_item(title="Written while it hung")
+    clock.advance(minutes=8)
+    await bot.poll_all()
+    await bot.poll_all()
+    await bot.app.outages.settle()
+    [final] = notices(chat, "alpha")
+    assert "is back: resolved after 8 min; 1 post caught up." in final
+    titles = [s.message.title for s in chat.in_channel("alpha")]
+    assert titles.count("Written while it hung") == 1
+
+
 async def test_a_broken_feed_is_not_an_outage(start_bot: StartBot, feed_server: FeedServer) -> None:
     chat = RecordingChat()
     feed_server.add_feed("gone").add_item()
