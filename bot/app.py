@@ -179,6 +179,8 @@ class App:
                 hold_s=settings.postback_hold_s,
                 check_s=settings.postback_check_s,
                 retry_s=settings.postback_retry_s,
+                require_alt=settings.postback_require_alt,
+                allow_private=settings.allow_private_addresses,
             ),
             is_down=self.network_down,
         )

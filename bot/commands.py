@@ -28,7 +28,8 @@ HELP = """Starling commands:
 /unfollow <id> — stop a subscription (ids are in /list)
 /resume <id> — restart a paused subscription once its cause is fixed
 /mirror <id> <network> <account> — while #id's network is down, relay this account instead
-/post [--to a,b] [--reply URL] [--quote URL] [--cw WARNING] [--thread] <text> — post to the team's accounts
+/post [--to a,b] [--reply URL] [--quote URL] [--cw W] [--image URL --alt TEXT] [--thread] <text>
+    — post for the team (/post --preview … shows what each network gets)
 /approve <n>, /reject <n> — decide on a post request
 /undo — remove your last post (within an hour) from every network
 /accounts — the accounts Starling can post to

@@ -91,6 +91,7 @@ class Settings(BaseSettings):
     postback_hold_s: float = Field(default=60.0, gt=0.0)
     postback_check_s: float = Field(default=15.0, gt=0.0)
     postback_retry_s: float = Field(default=30.0, gt=0.0)
+    postback_require_alt: bool = Field(default=True)
     shutdown_grace_s: float = Field(default=20.0, ge=0.0)
     health_flush_s: float = Field(default=15.0, ge=0.5)
     heartbeat_s: float = Field(default=30.0, ge=1.0)

@@ -21,7 +21,8 @@ from bot.clock import Clock
 from bot.crashpoints import crashpoint
 from bot.errors import UpstreamError, UserError
 from bot.model import Action, ChannelRef, RichMessage
-from bot.protocols import Chat, Draft, Invocation, Network, Preparer, Reply
+from bot.postimages import ImageFetcher, check_alt, describe, recall, remember
+from bot.protocols import Chat, Draft, DraftImage, Invocation, Network, Preparer, Reply
 from bot.render import defuse
 from bot.store.base import Postback, PostTarget, Store
 from bot.threadsplit import split_thread
@@ -52,6 +53,8 @@ class PostPolicy:
     hold_s: float = 60.0  # a part held for an outage is tried again after this
     check_s: float = 15.0  # how often waiting parts are looked at
     retry_s: float = RETRY_BASE_S  # the first wait after a network did not take a part
+    require_alt: bool = True  # an image without alt text is refused
+    allow_private: bool = False  # image links may point at private addresses (tests, LANs)
 
     def channel_key(self, channel: ChannelRef) -> str:
         return f"{channel.platform}:{channel.native_id}"
@@ -91,12 +94,16 @@ class PostRequest:
     thread: bool = False
 
 
+POST_OPTIONS = ("--to", "--reply", "--quote", "--cw", "--image", "--alt")
+
+
 def parse_post(args: str) -> PostRequest:
-    """`[--to a,b] [--reply URL] [--quote URL] [--cw TEXT] [--thread] text…`; the text is
-    kept as typed."""
+    """`[--to a,b] [--reply URL] [--quote URL] [--cw TEXT] [--image URL [--alt TEXT]]…
+    [--thread] text…`; the text is kept as typed, `_` in `--cw`/`--alt` means a space."""
     rest = args.strip()
     targets: list[str] = []
     reply_to = quote_of = warning = ""
+    images: list[DraftImage] = []
     thread = False
     while rest.startswith("--"):
         option, _, rest = rest.partition(" ")
@@ -104,9 +111,10 @@ def parse_post(args: str) -> PostRequest:
         if option == "--thread":
             thread = True
             continue
-        if option not in ("--to", "--reply", "--quote", "--cw"):
+        if option not in POST_OPTIONS:
             raise UserError(
-                f"unknown option {option}; use --to, --reply, --quote, --cw or --thread"
+                f"unknown option {option}; use --to, --reply, --quote, --cw, --image, --alt "
+                "or --thread"
             )
         value, _, rest = rest.partition(" ")
         rest = rest.lstrip()
@@ -118,9 +126,16 @@ def parse_post(args: str) -> PostRequest:
             reply_to = value
         elif option == "--quote":
             quote_of = value
+        elif option == "--image":
+            images.append(DraftImage(value))
+        elif option == "--alt":
+            if not images or images[-1].alt:
+                raise UserError("--alt describes the --image just before it; give --image first")
+            images[-1] = DraftImage(images[-1].url, value.replace("_", " ").strip())
         else:
             warning = value.replace("_", " ")
-    return PostRequest(targets, Draft(rest, reply_to, quote_of, warning), thread)
+    draft = Draft(rest, reply_to, quote_of, warning, tuple(images))
+    return PostRequest(targets, draft, thread)
 
 
 class PostBack:
@@ -143,6 +158,8 @@ class PostBack:
         self._wake = asyncio.Event()
         self._locks: dict[int, asyncio.Lock] = {}
         self._install = ""
+        self._fetcher = ImageFetcher(allow_private=policy.allow_private)
+        self._image_cache: dict[int, tuple[DraftImage, ...]] = {}  # post id → downloaded
 
     # --- commands -------------------------------------------------------------------
 
@@ -181,18 +198,25 @@ class PostBack:
                     problems.append(f"{network}: {err}")
                     continue
                 if len(parts) > 1:
+                    if isinstance(publisher, Preparer) and draft.images:
+                        first = publisher.prepare(replace(draft, text=parts[0]))
+                        problems += [f"{network}: {p}" for p in first.problems]
                     previews.append(f"{network}, as a thread of {len(parts)}:")
-                    previews += [f"  {part}" for part in parts]
+                    previews.append(f"  {parts[0]}{describe(draft.images)}")
+                    previews += [f"  {part}" for part in parts[1:]]
                     continue
+            images = describe(draft.images)
             if isinstance(publisher, Preparer):
                 prep = publisher.prepare(draft)
                 if prep.problems and not thread:
                     problems += [f"{network}: {p}" for p in prep.problems]
                     if self._splittable(network, draft):
                         problems[-1] += " (add --thread to split it into several posts)"
-                previews.append(f"{network}: {prep.text}")
+                elif prep.problems and draft.images:  # the thread check saw the text only
+                    problems += [f"{network}: {p}" for p in prep.problems if "image" in p]
+                previews.append(f"{network}: {prep.text}{images}")
             else:
-                previews.append(f"{network}: {draft.text}")
+                previews.append(f"{network}: {draft.text}{images}")
         if problems:
             raise UserError("; ".join(problems))
         return previews
@@ -204,7 +228,7 @@ class PostBack:
             return [draft.text]
 
         def fits(text: str) -> bool:
-            return not publisher.prepare(replace(draft, text=text)).problems
+            return not publisher.prepare(replace(draft, text=text, images=())).problems
 
         return split_thread(draft.text, fits)
 
@@ -240,24 +264,44 @@ class PostBack:
                 f"you have posted {recent} times in the last hour (the limit is "
                 f"{policy.rate_per_hour}); try again later"
             )
+        check_alt(draft.images, policy.require_alt)
         previews = self.prepare(networks, draft, request.thread)
+        images = await self._fetcher.fetch_all(draft.images)  # refused here: nothing is posted
         if preview_only:  # the composer's first step: what each network would receive
             return Reply(PREVIEW_HEAD + "\n" + "\n".join(previews))
         if policy.needs_approval(inv.channel, inv.user):
             postback = await self._store.create_postback(
                 inv.channel, inv.user, draft, networks, "awaiting_approval", thread=request.thread
             )
+            await self._keep_images(postback.id, images)
             await self._show_request(postback, previews)
             return Reply(f"Asked for approval: request #{postback.id} is waiting for an approver.")
         postback = await self._store.create_postback(
             inv.channel, inv.user, draft, networks, "approved", thread=request.thread
         )
+        await self._keep_images(postback.id, images)
         lines = await self.send(postback)
         return Reply(
             f"Post #{postback.id}: " + "; ".join(lines),
             ephemeral=False,
             actions=(delete_button(postback.id),),
         )
+
+    async def _keep_images(self, postback_id: int, images: tuple[DraftImage, ...]) -> None:
+        if images:
+            self._image_cache[postback_id] = images
+            await remember(self._store, postback_id, images)
+
+    async def _images(self, postback: Postback) -> tuple[DraftImage, ...]:
+        """A post's images with their bytes: downloaded at /post, or again after a restart."""
+        if postback.draft.images and postback.draft.images[0].data:
+            return postback.draft.images
+        cached = self._image_cache.get(postback.id)
+        if cached is None:
+            cached = await self._fetcher.fetch_all(await recall(self._store, postback.id))
+            if cached:
+                self._image_cache[postback.id] = cached
+        return cached
 
     async def _show_request(self, postback: Postback, previews: list[str]) -> None:
         chat = self._chats.get(postback.channel.platform)
@@ -411,7 +455,17 @@ class PostBack:
         """Publish every pending target now (or hold it); one result line per network."""
         async with self._lock(postback.id):
             fresh = await self._store.get_postback(postback.id)
-            return await self._send(fresh or postback)
+            lines = await self._send(fresh or postback)
+            await self._settle_images(postback.id)
+            return lines
+
+    async def _settle_images(self, postback_id: int) -> None:
+        """Drop a post's downloaded images once no network waits for them."""
+        if postback_id not in self._image_cache:
+            return
+        current = await self._store.get_postback(postback_id)
+        if current is None or all(t.state != "pending" for t in current.targets):
+            self._image_cache.pop(postback_id, None)
 
     async def _send(self, postback: Postback) -> list[str]:
         lines = []
@@ -454,6 +508,7 @@ class PostBack:
         url = target.url if target else ""
         draft = postback.draft
         try:
+            images = await self._images(postback)
             texts = self.thread_parts(network, draft) if postback.thread else [draft.text]
             # A thread carries on after the last part that went out (after a crash
             # or an outage); each part has its own idempotency key.
@@ -463,6 +518,7 @@ class PostBack:
                     reply_to=sent[-1] if sent else draft.reply_to,
                     quote_of="" if sent else draft.quote_of,
                     content_warning=draft.content_warning,
+                    images=images if index == 0 else (),  # a thread's pictures go first
                 )
                 published = await publisher.publish(part, key if index == 0 else f"{key}:{index}")
                 crashpoint("after_publish")
@@ -521,6 +577,7 @@ class PostBack:
                     if not due:
                         continue
                     lines = [await self._publish(postback, t.network, t.attempts) for t in due]
+                    await self._settle_images(postback.id)
                 # Only news is told: a part that is still not taken stays quiet until it is.
                 settled = [line for line in lines if not line.endswith(WILL_RETRY)]
                 if settled:

@@ -101,6 +101,18 @@ class StreamingSource(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class DraftImage:
+    """An image for a post: its link as typed and its alt text. Starling downloads it
+    once (through the SSRF guard) and hands the bytes to every publisher, so no
+    network needs to reach the member's link itself."""
+
+    url: str
+    alt: str = ""
+    data: bytes = field(default=b"", repr=False, compare=False)
+    mime: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Draft:
     """A post the team wants published. `reply_to`/`quote_of` are post URLs (or native
     references) the publisher resolves itself."""
@@ -109,6 +121,7 @@ class Draft:
     reply_to: str = ""
     quote_of: str = ""
     content_warning: str = ""
+    images: tuple[DraftImage, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

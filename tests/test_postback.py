@@ -45,7 +45,7 @@ class TeamAccount:
         return FetchResult([], cursor)
 
     def prepare(self, draft: Draft) -> Preparation:
-        problems = ()
+        problems: tuple[str, ...] = ()
         if len(draft.text) > self.limit:
             problems = (f"{len(draft.text)} characters, the limit is {self.limit}",)
         return Preparation(draft.text, problems)

@@ -263,17 +263,21 @@ class SqliteStore:
         target = Target(
             sys.intern(row[2]), TargetKind(row[3]), key, key if display == key else display
         )
-        if memo is None:
-            filters = _filters_decoder.decode(row[6])
-            created_by, created_at = row[8], datetime.fromisoformat(row[9])
-        else:
+        filters: Filters | None = None
+        created_at: datetime | None = None
+        created_by: str = row[8]
+        if memo is not None:
             filters = memo.get(("f", row[6]))
-            if filters is None:
-                filters = memo[("f", row[6])] = _filters_decoder.decode(row[6])
             created_by = memo.setdefault(("b", row[8]), row[8])
             created_at = memo.get(("t", row[9]))
-            if created_at is None:
-                created_at = memo[("t", row[9])] = datetime.fromisoformat(row[9])
+        if filters is None:
+            filters = _filters_decoder.decode(row[6])
+            if memo is not None:
+                memo[("f", row[6])] = filters
+        if created_at is None:
+            created_at = datetime.fromisoformat(row[9])
+            if memo is not None:
+                memo[("t", row[9])] = created_at
         return Subscription(
             id=int(row[0]),
             channel=self._channel(int(row[1])),

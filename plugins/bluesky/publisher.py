@@ -4,6 +4,10 @@ The record key (rkey) is derived from the idempotency key, so a retry after a
 timeout or a crash addresses the same record: Starling first asks whether the
 record already exists (`getRecord`), and after a failed `createRecord` asks
 again before giving up, because a write can succeed even when its answer is lost.
+
+Images are uploaded as blobs (`com.atproto.repo.uploadBlob`) and embedded with
+their alt text (`app.bsky.embed.images`); with a quote as well, both go into an
+`app.bsky.embed.recordWithMedia`. Images take the place of a link card.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.errors import Outcome, UserError
-from bot.protocols import Draft, Preparation, Published
+from bot.protocols import Draft, DraftImage, Preparation, Published
 from plugins.bluesky.ids import (
     is_did,
     permalink,
@@ -93,12 +97,22 @@ class BlueskyPublisher:
             record["facets"] = facets
         if draft.reply_to:
             record["reply"] = await self._reply_ref(draft.reply_to)
+        quote: dict[str, Any] | None = None
         if draft.quote_of:
             quoted = await self._post(draft.quote_of)
-            record["embed"] = {
+            quote = {
                 "$type": "app.bsky.embed.record",
                 "record": {"uri": quoted.uri, "cid": quoted.cid},
             }
+        if draft.images:
+            media = await self._images_embed(draft.images)
+            record["embed"] = (
+                {"$type": "app.bsky.embed.recordWithMedia", "record": quote, "media": media}
+                if quote
+                else media
+            )
+        elif quote:
+            record["embed"] = quote
         elif (link := first_link(facets)) and self._cards is not None:
             card = await self._link_card(link)
             if card is not None:
@@ -185,6 +199,20 @@ class BlueskyPublisher:
                 return False
             raise
         return True
+
+    async def _images_embed(self, images: tuple[DraftImage, ...]) -> dict[str, Any]:
+        """`app.bsky.embed.images`: each picture uploaded as a blob, with its alt text."""
+        embedded = []
+        for image in images:
+
+            async def upload(token: str, image: DraftImage = image) -> UploadedBlob:
+                return await self._service.upload(
+                    "com.atproto.repo.uploadBlob", image.data, image.mime, UploadedBlob, token=token
+                )
+
+            blob = (await self._sessions.call(upload)).blob
+            embedded.append({"alt": image.alt, "image": blob})
+        return {"$type": "app.bsky.embed.images", "images": embedded}
 
     async def _link_card(self, url: str) -> dict[str, Any] | None:
         """`app.bsky.embed.external` for `url`, its picture uploaded; None if the page has none."""

@@ -44,8 +44,11 @@ def post_args(
     quote: str | None = None,
     cw: str | None = None,
     thread: bool = False,
+    image: str | None = None,
+    alt: str | None = None,
 ) -> str:
-    """The `/post` line the core parses: options first, then the text as typed."""
+    """The `/post` line the core parses: options first, then the text as typed. An
+    attached image is passed as its link, which the core downloads itself."""
     words = ["--thread"] if thread else []
     if to and to.strip():
         words += ["--to", "".join(to.split())]
@@ -54,6 +57,10 @@ def post_args(
             words += [f"--{flag}", value.strip().split()[0]]
     if cw and cw.strip():
         words += ["--cw", "_".join(cw.split())]
+    if image and image.strip():
+        words += ["--image", image.strip().split()[0]]
+        if alt and alt.strip():
+            words += ["--alt", "_".join(alt.split())]
     return " ".join([*words, text.strip()])
 
 

@@ -277,6 +277,8 @@ def postback_commands(bridge: CommandBridge) -> list[app_commands.Command[Any, .
         quote="Link of the post to quote",
         cw="Content warning (Mastodon)",
         thread="Split a text too long for a network into a thread there",
+        image="A picture to post with the text (JPEG, PNG, GIF or WebP, up to 1 MB)",
+        alt="What the picture shows, for people who cannot see it",
     )
     async def post(
         interaction: discord.Interaction[discord.Client],
@@ -286,11 +288,22 @@ def postback_commands(bridge: CommandBridge) -> list[app_commands.Command[Any, .
         quote: str | None = None,
         cw: str | None = None,
         thread: bool = False,
+        image: discord.Attachment | None = None,
+        alt: str | None = None,
     ) -> None:
         if not (text and text.strip()):  # `/post` alone opens the composer
             await compose.open_composer(bridge, interaction)
             return
-        args = compose.post_args(text, to=to, reply=reply, quote=quote, cw=cw, thread=thread)
+        args = compose.post_args(
+            text,
+            to=to,
+            reply=reply,
+            quote=quote,
+            cw=cw,
+            thread=thread,
+            image=image.url if image is not None else None,
+            alt=alt,
+        )
         await bridge.run(interaction, "post", args)
 
     @app_commands.command(name="approve", description="Approve a post request")

@@ -22,7 +22,6 @@ from bot.model import FetchResult, Target, TargetKind
 from bot.netguard import check_url_syntax
 from bot.protocols import HealthRecorder, PluginContext, Publisher, Source
 from plugins.feeds.fetch import FeedFetcher
-from plugins.feeds.parse import FeedParseError, parse_feed
 
 NAME = "feeds"
 # Above this size parsing may take tens of milliseconds: keep it off the event loop.
@@ -85,6 +84,10 @@ class FeedsSource:
             new_cursor = None
         if response.not_modified:
             return FetchResult([], new_cursor or cursor, not_modified=True)
+        # Here, not at module level: the parser (with nh3 and bot.html, ~2 MiB) loads
+        # with the first document, not with an idle bot.
+        from plugins.feeds.parse import FeedParseError, parse_feed
+
         try:
             parse = functools.partial(
                 parse_feed,

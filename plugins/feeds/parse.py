@@ -78,6 +78,10 @@ _C1_REFERENCE: Final = re.compile(rb"&#(?:1[2-5][0-9]|x[89][0-9A-Fa-f]);|\xc2[\x
 # An RSS <body> (XHTML) and Media RSS titles/groups are read from other elements than
 # feedparser's (empty or wrong text); an unclosed CDATA section is recovered differently.
 _OTHER_SHAPES: Final = (b"<body", b"<media:group", b"<media:title")
+_XML_BASE: Final = re.compile(rb"""\bxml:base\s*=\s*["']([^"']*)["']""")
+_XML_BASE_ON_CONTENT: Final = re.compile(
+    rb"""<(?:[\w.-]+:)?(?:content|summary)\s[^>]*?\bxml:base\s*=\s*["']([^"']*)["']"""
+)
 _FIRST_ELEMENT: Final = re.compile(rb"<([A-Za-z_][\w.:-]*)")
 _FEED_ROOT_HINT: Final = re.compile(rb"<(?:[\w.-]+:)?(?:rss|feed|rdf|channel)\b", re.IGNORECASE)
 _EMAIL: Final = re.compile(r"^[^@\s<>()]+@[^@\s<>()]+$")
@@ -163,10 +167,15 @@ def _parse(
     if data is not None:
         # fastfeedparser reports no title type, so decide it for the whole document.
         is_atom = _first_element_name(head[:4096]) == b"feed"
-        if _ATOM_URI.search(body) and not (is_atom and _add_atom_author_uris(body, data)):
+        if (
+            b"uri" in body
+            and _ATOM_URI.search(body)
+            and not (is_atom and _add_atom_author_uris(body, data))
+        ):
             data = None
     if data is not None:
         html_titles = not is_atom or bool(_ATOM_HTML_TITLE.search(body))
+        content_base = _uniform_content_base(body) if b"xml:base" in body else ""
         return _build(
             data,
             url=url,
@@ -175,6 +184,7 @@ def _parse(
             html_titles=html_titles,
             id_host=id_host,
             known=known,
+            content_base=content_base,
         )
     data = _feedparser(body, content_type)
     return _build(
@@ -259,7 +269,9 @@ def _fast_path_ok(body: bytes, content_type: str) -> bool:
         ok = header in ("", "utf-8", "ascii") and _is_utf8(body)
     if not ok or b"xhtml" in body or b"<!ENTITY" in body:
         return False
-    if b"fullitem" in body or b"xml:base" in body or any(s in body for s in _OTHER_SHAPES):
+    if b"xml:base" in body and not _uniform_content_base(body):
+        return False
+    if b"fullitem" in body or any(s in body for s in _OTHER_SHAPES):
         return False
     if b"<![CDATA[" in body and body.count(b"<![CDATA[") != body.count(b"]]>"):
         return False
@@ -268,7 +280,7 @@ def _fast_path_ok(body: bytes, content_type: str) -> bool:
         (b"mode" in body and _ATOM03_MODE.search(body))
         or _NAKED_MARKUP.search(body)
         or (b"type" in body and _BINARY_TYPE.search(body))
-        or _AUTHOR_URI.search(body)
+        or ((b"url" in body or b"homepage" in body) and _AUTHOR_URI.search(body))
         or ((b"&#" in body or b"\xc2" in body) and _C1_REFERENCE.search(body))
         or (b"&" in body and _BARE_AMPERSAND.search(body))
     )
@@ -296,6 +308,17 @@ def _add_atom_author_uris(body: bytes, data: dict[str, Any]) -> bool:
         detail["href"] = _stdlib_html.unescape(uri.group(1).decode("utf-8", "replace")).strip()
         node["author_detail"] = detail
     return True
+
+
+def _uniform_content_base(body: bytes) -> str:
+    """The `xml:base` of the entries' content when only content elements carry one and
+    it is the same absolute http(s) URL (as WordPress writes it); else "" (feedparser
+    reads the document, resolving every base where it applies)."""
+    values = _XML_BASE.findall(body)
+    if len(set(values)) != 1 or len(_XML_BASE_ON_CONTENT.findall(body)) != len(values):
+        return ""
+    base = _stdlib_html.unescape(values[0].decode("utf-8", "replace")).strip()
+    return base if base.startswith(("http://", "https://")) and " " not in base else ""
 
 
 def _is_utf8(body: bytes) -> bool:
@@ -371,8 +394,13 @@ def _build(
     html_titles: bool,
     id_host: str = "",
     known: KnownPosts | None = None,
+    content_base: str = "",
 ) -> ParsedFeed:
-    """Posts from either parser's result; `fast` says which one produced `data`."""
+    """Posts from either parser's result; `fast` says which one produced `data`.
+
+    `content_base` is the `xml:base` of every entry's content (fastfeedparser
+    ignores it): relative links in the content resolve against it.
+    """
     feed = _mapping(dict.get(data, "feed"))
     title = clip_text(plain_text(_str(feed.get("title"))), MAX_TITLE_CHARS)
     link = absolute_http_url(_str(feed.get("link")), url) or _alternate_link(feed, url)
@@ -392,6 +420,7 @@ def _build(
                 html_titles=html_titles,
                 id_host=id_host,
                 known=known,
+                content_base=content_base,
             )
         except Exception:
             log.warning("skipped an unreadable entry in %s", url or "<bytes>", exc_info=True)
@@ -412,6 +441,7 @@ def _entry_post(
     html_titles: bool,
     id_host: str = "",
     known: KnownPosts | None = None,
+    content_base: str = "",
 ) -> Post:
     raw_id, raw_link = _raw_id_and_link(entry, fast=fast)
     created = _entry_date(entry, "published")
@@ -430,7 +460,7 @@ def _entry_post(
             _stdlib_html.escape(body_html, quote=False), max_chars=MAX_TEXT_CHARS
         )
     else:
-        text, links = html_to_text(body_html, url, max_chars=MAX_TEXT_CHARS)
+        text, links = html_to_text(body_html, content_base or url, max_chars=MAX_TEXT_CHARS)
 
     native_id = scoped_id(_native_id(raw_id, raw_link, url, title, text), id_host)
     return Post(

@@ -132,9 +132,10 @@ class InstanceClient:
         path: str,
         *,
         params: dict[str, str] | None = None,
-        data: dict[str, str] | None = None,
+        data: dict[str, str] | dict[str, str | list[str]] | None = None,
         headers: dict[str, str] | None = None,
         expect: type = object,
+        files: dict[str, tuple[str, bytes, str]] | None = None,
     ) -> ApiResponse:
         """One API call; raises `ApiError` (recorded) or `UpstreamError` (held back).
 
@@ -152,7 +153,7 @@ class InstanceClient:
         try:
             async with asyncio.timeout(self._timeout_s):
                 status, resp_headers, body = await self._exchange(
-                    method, path, params, data, headers
+                    method, path, params, data, headers, files
                 )
         except ApiError:
             raise
@@ -220,11 +221,14 @@ class InstanceClient:
         method: str,
         path: str,
         params: dict[str, str] | None,
-        data: dict[str, str] | None,
+        data: dict[str, str] | dict[str, str | list[str]] | None,
         headers: dict[str, str] | None,
+        files: dict[str, tuple[str, bytes, str]] | None = None,
     ) -> tuple[int, httpx.Headers, bytes]:
         """Send and read the body, refusing bodies over `max_bytes`."""
-        request = self._http.build_request(method, path, params=params, data=data, headers=headers)
+        request = self._http.build_request(
+            method, path, params=params, data=data, headers=headers, files=files
+        )
         response = await self._http.send(request, stream=True)
         try:
             chunks: list[bytes] = []

@@ -4,7 +4,10 @@ Every post carries an `Idempotency-Key` derived from Starling's own key: Mastodo
 remembers it for an hour and answers a repeat with the status it already made,
 so a retry after a timeout never posts twice. `--reply` and `--quote` take a
 post's link (or its id on this instance); links to other servers are resolved
-through `/api/v2/search?resolve=true`, as any Mastodon app does.
+through `/api/v2/search?resolve=true`, as any Mastodon app does. Images are
+uploaded first (`POST /api/v2/media`, the alt text as `description`) and attached
+by id; a retry uploads them again, which leaves at most an unattached copy that
+Mastodon cleans up itself, never a second post.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from bot.errors import UserError
-from bot.protocols import Draft, Preparation, Published
+from bot.protocols import Draft, DraftImage, Preparation, Published
 from plugins.mastodon.client import ApiError, InstanceClient
 from plugins.mastodon.source import MastodonSource
 from plugins.mastodon.statuses import full_acct
@@ -78,6 +81,7 @@ class MastodonPublisher:
             reply_to=draft.reply_to,
             quote_of=draft.quote_of,
             spoiler_text=draft.content_warning,
+            images=draft.images,
         )
 
     async def post(
@@ -88,9 +92,12 @@ class MastodonPublisher:
         reply_to: str = "",
         quote_of: str = "",
         spoiler_text: str = "",
+        images: tuple[DraftImage, ...] = (),
     ) -> Published:
         """`POST /api/v1/statuses`; a 422 (too long, bad reply) is the member's to fix."""
-        form = {"status": text}
+        form: dict[str, str | list[str]] = {"status": text}
+        if images:
+            form["media_ids[]"] = [await self._upload(image) for image in images]
         if reply_to:
             form["in_reply_to_id"] = await self._status_id(reply_to, "reply to")
         if quote_of:
@@ -117,6 +124,28 @@ class MastodonPublisher:
             self._acct = full_acct(account, client.domain)
         url = status.get("url") or status.get("uri") or ""
         return Published(native_id=str(status.get("id", "")), url=str(url))
+
+    async def _upload(self, image: DraftImage) -> str:
+        """`POST /api/v2/media` with the alt text as its description; the media id."""
+        client = self._client
+        name = "image." + (image.mime.rpartition("/")[2] or "bin")
+        try:
+            response = await client.request(
+                "POST",
+                "/api/v2/media",
+                data={"description": image.alt} if image.alt else {},
+                files={"file": (name, image.data, image.mime)},
+                expect=dict,
+            )
+        except ApiError as err:
+            if err.status == 422:
+                reason = f": {err.error}" if err.error else ""
+                raise UserError(f"{client.domain} refused the image{reason}") from None
+            raise
+        media_id = str(response.data.get("id", ""))
+        if not media_id:
+            raise UserError(f"{client.domain} did not say which id the image got")
+        return media_id
 
     async def _status_id(self, reference: str, purpose: str) -> str:
         """A status id on this instance for a link, an id, or a link to another server."""

@@ -5,10 +5,15 @@ very same event or relays would store two notes. The first attempt for an
 idempotency key writes the signed event to a small journal in the data dir
 before any relay sees it; every retry (after a crash too) resends that event,
 and relays answer "duplicate" for the copies they already hold.
+
+Images: nostr has no upload, so a note names the picture's own link, appended to
+the text (every client shows it) and described by a NIP-92 `imeta` tag with its
+type, alt text and SHA-256, from the copy Starling downloaded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -20,7 +25,7 @@ from coincurve import PrivateKey
 
 from bot.clock import Clock
 from bot.errors import UserError
-from bot.protocols import Draft, Published
+from bot.protocols import Draft, DraftImage, Published
 from plugins.nostr.events import KIND_DELETION, KIND_NOTE, Event, decode_event, sign
 from plugins.nostr.keys import InvalidKey, note, parse_event_id
 from plugins.nostr.pool import RelayPool
@@ -130,6 +135,9 @@ class NostrPublisher:
             quoted = _event_id(draft.quote_of)
             tags.append(("q", quoted))
             text = f"{text}\n\nnostr:{note(quoted)}"
+        if draft.images:
+            tags += [imeta(image) for image in draft.images]
+            text += "\n\n" + "\n".join(image.url for image in draft.images)
         return sign(
             self._key, kind=KIND_NOTE, content=text, tags=tuple(tags), created_at=self._now()
         )
@@ -156,6 +164,18 @@ class NostrPublisher:
             tags.append(("e", parent_id, "", "root"))
         tags.append(("p", parent.pubkey))
         return tags
+
+
+def imeta(image: DraftImage) -> tuple[str, ...]:
+    """NIP-92 media metadata for an image linked from the note."""
+    fields = [f"url {image.url}"]
+    if image.mime:
+        fields.append(f"m {image.mime}")
+    if image.alt:
+        fields.append(f"alt {' '.join(image.alt.split())}")
+    if image.data:
+        fields.append(f"x {hashlib.sha256(image.data).hexdigest()}")
+    return ("imeta", *fields)
 
 
 def hashtags(text: str) -> list[str]:

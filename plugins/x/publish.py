@@ -97,6 +97,11 @@ class Journal:
         os.replace(tmp, self._path)
 
 
+# X's media upload (`POST /2/media/upload`) is a chunked INIT/APPEND/FINALIZE flow that
+# Starling does not speak yet; refusing up front beats posting without the pictures.
+IMAGES_NOT_YET = "images are not supported yet; post without --image or leave x out"
+
+
 class XPublisher:
     """Also a `Preparer`: `/post` shows what X will get and refuses what X would refuse."""
 
@@ -125,6 +130,8 @@ class XPublisher:
                 f"the post is {length} characters as X counts them (links 23, CJK and emoji "
                 f"2); the limit is {MAX_WEIGHTED_LENGTH}"
             )
+        if draft.images:
+            problems.append(IMAGES_NOT_YET)
         for label, value in (("reply", draft.reply_to), ("quote", draft.quote_of)):
             if value and not post_id(value):
                 problems.append(f"the {label} target {value!r} is not an X post (x.com/…/status/…)")

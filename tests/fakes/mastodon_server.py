@@ -207,6 +207,7 @@ class MastodonFake:
         self.port = 0
         self.replay: list[Recorded] = []
         self._templates: dict[str, Recorded] = {}
+        self.media: dict[str, dict[str, Any]] = {}  # uploaded via POST /api/v2/media
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -686,6 +687,8 @@ class MastodonFake:
             return self._timeline(path, [s for s in self._newest_first() if self._home(s)], query)
         if method == "GET" and path == "/api/v2/search":
             return self._search(query, authorized)
+        if method == "POST" and path == "/api/v2/media":
+            return await self._upload_media(request)
         if segments[:3] == ["api", "v1", "statuses"]:
             return await self._statuses(request, segments[3:], authorized)
         return self._recorded(self._templates["status_missing"])
@@ -858,12 +861,39 @@ class MastodonFake:
             emojis=[],
         )
         status["_source_text"] = text
+        status["media_attachments"] = [
+            self._public(self.media[str(m)])
+            for m in form.getall("media_ids[]", [])
+            if str(m) in self.media
+        ]
         self._store(status)
         self.created_via_api.append(status["id"])
         if key:
             self._idempotency[(self.token, key)] = status["id"]
         self._broadcast(status)
         return self._recorded(self._templates["post"], body=self._public(status))
+
+    async def _upload_media(self, request: web.Request) -> web.Response:
+        """`POST /api/v2/media` (multipart `file`, `description`): a processed image, as
+        Mastodon answers (200) for small pictures; the bytes are kept as `_data`."""
+        form = await request.post()
+        upload = form.get("file")
+        if not isinstance(upload, web.FileField):
+            body = {"error": "Validation failed: File can't be blank"}
+            return web.json_response(body, status=422)
+        attachment = copy.deepcopy(self.media_template)
+        media_id = self._next_id()
+        attachment.update(
+            id=media_id,
+            type="image",
+            description=str(form.get("description", "")) or None,
+            url=f"{self.public_url}/media/{media_id}",
+            preview_url=f"{self.public_url}/media/{media_id}/small",
+        )
+        attachment["_data"] = upload.file.read()
+        attachment["_mime"] = upload.content_type
+        self.media[media_id] = attachment
+        return web.json_response(self._public(attachment))
 
     @staticmethod
     def _public(status: dict[str, Any]) -> dict[str, Any]:

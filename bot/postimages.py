@@ -1,0 +1,158 @@
+"""Images for post-back: checked, downloaded once through the SSRF guard, remembered.
+
+A member gives an image as a link (`/post --image URL --alt TEXT`, or a Discord
+attachment, whose link is the same thing). Starling fetches it itself, vetting every
+redirect hop and every connection (`bot.netguard`), so a member cannot make the bot
+read an intranet page and post it; the size and type are checked before any network
+sees a byte. The links and alt texts are kept beside the outbox row (plugin state),
+so a post held for an outage, or waiting for approval, still has its images after a
+restart: they are downloaded again then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+
+import aiohttp
+from aiohttp import hdrs
+from yarl import URL
+
+from bot.errors import UserError
+from bot.netguard import BlockedAddressError, GuardedResolver, check_host, parse_http_url
+from bot.protocols import DraftImage
+from bot.store.base import Store
+
+MAX_IMAGES = 4  # Mastodon, Bluesky and X all take at most four
+MAX_IMAGE_BYTES = 1_000_000  # Bluesky's limit for an image blob, the smallest of them
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+MAX_REDIRECTS = 3
+FETCH_TIMEOUT_S = 20.0
+STATE_NAMESPACE = "postback_images"
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def check_alt(images: tuple[DraftImage, ...], require_alt: bool) -> None:
+    """Refuse before anything is fetched: too many images, or one without alt text."""
+    if len(images) > MAX_IMAGES:
+        raise UserError(f"{len(images)} images; a post takes at most {MAX_IMAGES}")
+    if not require_alt:
+        return
+    missing = [str(n) for n, image in enumerate(images, 1) if not image.alt.strip()]
+    if missing:
+        which = "image " + missing[0] if len(missing) == 1 else "images " + ", ".join(missing)
+        raise UserError(
+            f"{which} has no alt text; add --alt after each --image "
+            "(use _ for spaces) so people who cannot see it know what it shows"
+        )
+
+
+def describe(images: tuple[DraftImage, ...]) -> str:
+    """The preview's note on images: how many and each one's alt text."""
+    if not images:
+        return ""
+    alts = "; ".join(f"alt: {image.alt}" if image.alt else "no alt text" for image in images)
+    count = "1 image" if len(images) == 1 else f"{len(images)} images"
+    return f" [+ {count} — {alts}]"
+
+
+class ImageFetcher:
+    """Downloads post images through the SSRF guard, with a size cap and a type check."""
+
+    def __init__(self, *, allow_private: bool, user_agent: str = "Starling post-back") -> None:
+        self._allow_private = allow_private
+        self._user_agent = user_agent
+
+    async def fetch_all(self, images: tuple[DraftImage, ...]) -> tuple[DraftImage, ...]:
+        """Every image with its bytes and type; raises `UserError` naming the first bad one."""
+        if not images:
+            return ()
+        fetched: list[DraftImage] = []
+        async with self._session() as session:
+            for number, image in enumerate(images, 1):
+                try:
+                    async with asyncio.timeout(FETCH_TIMEOUT_S):
+                        data, mime = await self._get(session, image.url)
+                except UserError as err:
+                    raise UserError(f"image {number} ({image.url}): {err}") from None
+                except BlockedAddressError as err:
+                    raise UserError(f"image {number}: {err}") from None
+                except TimeoutError:
+                    raise UserError(
+                        f"image {number} ({image.url}) did not arrive within {FETCH_TIMEOUT_S:g} s"
+                    ) from None
+                except (aiohttp.ClientError, OSError) as err:
+                    cause = err.__cause__ if isinstance(err.__cause__, BlockedAddressError) else err
+                    if isinstance(cause, BlockedAddressError):
+                        raise UserError(f"image {number}: {cause}") from None
+                    raise UserError(
+                        f"image {number} ({image.url}) could not be downloaded: "
+                        f"{err or type(err).__name__}"
+                    ) from None
+                fetched.append(replace(image, data=data, mime=mime))
+        return tuple(fetched)
+
+    def _session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            resolver=GuardedResolver(allow_private=self._allow_private), limit=4
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            headers={hdrs.USER_AGENT: self._user_agent},
+            timeout=aiohttp.ClientTimeout(total=None),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,
+        )
+
+    async def _get(self, session: aiohttp.ClientSession, url: str) -> tuple[bytes, str]:
+        """GET with redirects followed by hand, each hop vetted before connecting."""
+        current: URL = parse_http_url(url)
+        for _ in range(MAX_REDIRECTS + 1):
+            check_host(current.host or "", allow_private=self._allow_private)
+            async with session.get(current, allow_redirects=False) as response:
+                if response.status in _REDIRECTS and response.headers.get(hdrs.LOCATION):
+                    location = URL(response.headers[hdrs.LOCATION])
+                    current = parse_http_url(str(current.join(location)))
+                    continue
+                if response.status != 200:
+                    raise UserError(f"{current.host} answered {response.status}")
+                content_type = response.headers.get(hdrs.CONTENT_TYPE, "")
+                mime = content_type.split(";", 1)[0].strip().lower()
+                if mime not in IMAGE_TYPES:
+                    raise UserError(
+                        f"is {mime or 'of no stated type'}, not an image (JPEG, PNG, GIF or WebP)"
+                    )
+                too_big = (
+                    f"is larger than {MAX_IMAGE_BYTES / 1_000_000:g} MB, the most a post takes"
+                )
+                if (response.content_length or 0) > MAX_IMAGE_BYTES:
+                    raise UserError(too_big)
+                body = bytearray()
+                async for chunk in response.content.iter_chunked(65536):
+                    body += chunk
+                    if len(body) > MAX_IMAGE_BYTES:
+                        raise UserError(too_big)
+                if not body:
+                    raise UserError("is empty")
+                return bytes(body), mime
+        raise UserError("redirects too often")
+
+
+async def remember(store: Store, postback_id: int, images: tuple[DraftImage, ...]) -> None:
+    """Keep the links and alt texts of a post's images beside its outbox row."""
+    if images:
+        value = json.dumps([{"url": i.url, "alt": i.alt} for i in images], ensure_ascii=False)
+        await store.plugin_state_put(STATE_NAMESPACE, str(postback_id), value)
+
+
+async def recall(store: Store, postback_id: int) -> tuple[DraftImage, ...]:
+    """The images `remember` kept for a post (without their bytes), or none."""
+    value = await store.plugin_state_get(STATE_NAMESPACE, str(postback_id))
+    if not value:
+        return ()
+    try:
+        rows = json.loads(value)
+        return tuple(DraftImage(str(r["url"]), str(r.get("alt", ""))) for r in rows)
+    except (ValueError, KeyError, TypeError):
+        return ()
