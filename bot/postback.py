@@ -21,7 +21,7 @@ from bot.clock import Clock
 from bot.crashpoints import crashpoint
 from bot.errors import UpstreamError, UserError
 from bot.model import Action, ChannelRef, RichMessage
-from bot.postimages import ImageFetcher, check_alt, describe, recall, remember
+from bot.postimages import ImageFetcher, check_alt, describe
 from bot.protocols import Chat, Draft, DraftImage, Invocation, Network, Preparer, Reply
 from bot.render import defuse
 from bot.store.base import Postback, PostTarget, Store
@@ -62,15 +62,24 @@ class PostPolicy:
     def default_targets(self, channel: ChannelRef) -> list[str]:
         return list(self.targets.get(self.channel_key(channel), self.targets.get("*", [])))
 
-    def needs_approval(self, channel: ChannelRef, user: str) -> bool:
+    def needs_approval(self, channel: ChannelRef, user: str, roles: frozenset[str]) -> bool:
         wanted = "*" in self.approval or self.channel_key(channel) in self.approval
-        return wanted and not member_of(user, self.direct_posters | self.approvers)
+        return wanted and not member_of(user, self.direct_posters | self.approvers, roles)
+
+    def named(self, prefix: str) -> frozenset[str]:
+        """The ids the settings name with `prefix` ("group:", "role:"), so a chat knows
+        which memberships to look up."""
+        entries = self.approvers | self.direct_posters | self.posters
+        return frozenset(e[len(prefix) :] for e in entries if e.startswith(prefix))
 
 
-def member_of(user: str, group: frozenset[str]) -> bool:
+def member_of(user: str, group: frozenset[str], roles: frozenset[str] = frozenset()) -> bool:
     """`user` as a chat names it ("U123", or Discord's "name (id)") is in `group`,
-    which may list the full form or just the id."""
+    which may list the full form, just the id, or `role:<id>` / `group:<id>` for a
+    Discord role or Slack user group among the member's `roles`."""
     if user in group:
+        return True
+    if any(f"role:{r}" in group or f"group:{r}" in group for r in roles):
         return True
     head, _, tail = user.rpartition(" (")
     return bool(head) and tail.endswith(")") and tail[:-1] in group
@@ -160,6 +169,11 @@ class PostBack:
         self._install = ""
         self._fetcher = ImageFetcher(allow_private=policy.allow_private)
         self._image_cache: dict[int, tuple[DraftImage, ...]] = {}  # post id → downloaded
+        groups = policy.named("group:")
+        for chat in chats.values():  # Slack looks up only the user groups the settings name
+            watch = getattr(getattr(chat, "user_groups", None), "watch", None)
+            if groups and callable(watch):
+                watch(groups)
 
     # --- commands -------------------------------------------------------------------
 
@@ -240,7 +254,7 @@ class PostBack:
 
     async def post(self, inv: Invocation) -> Reply:
         policy = self.policy
-        if policy.posters and not member_of(inv.user, policy.posters):
+        if policy.posters and not member_of(inv.user, policy.posters, inv.roles):
             raise UserError("you are not among the members allowed to post for the team")
         args = inv.args.lstrip()
         preview_only = args.startswith("--preview ") or args == "--preview"
@@ -269,7 +283,7 @@ class PostBack:
         images = await self._fetcher.fetch_all(draft.images)  # refused here: nothing is posted
         if preview_only:  # the composer's first step: what each network would receive
             return Reply(PREVIEW_HEAD + "\n" + "\n".join(previews))
-        if policy.needs_approval(inv.channel, inv.user):
+        if policy.needs_approval(inv.channel, inv.user, inv.roles):
             postback = await self._store.create_postback(
                 inv.channel, inv.user, draft, networks, "awaiting_approval", thread=request.thread
             )
@@ -288,9 +302,9 @@ class PostBack:
         )
 
     async def _keep_images(self, postback_id: int, images: tuple[DraftImage, ...]) -> None:
+        """The downloaded bytes, for the sends to come; the links are in the post's row."""
         if images:
             self._image_cache[postback_id] = images
-            await remember(self._store, postback_id, images)
 
     async def _images(self, postback: Postback) -> tuple[DraftImage, ...]:
         """A post's images with their bytes: downloaded at /post, or again after a restart."""
@@ -298,7 +312,7 @@ class PostBack:
             return postback.draft.images
         cached = self._image_cache.get(postback.id)
         if cached is None:
-            cached = await self._fetcher.fetch_all(await recall(self._store, postback.id))
+            cached = await self._fetcher.fetch_all(postback.draft.images)
             if cached:
                 self._image_cache[postback.id] = cached
         return cached
@@ -327,7 +341,7 @@ class PostBack:
         postback = await self._store.get_postback(int(arg))
         if postback is None or not same_channel(postback.channel, inv.channel):
             raise UserError(f"there is no post request #{arg} in this channel")
-        if not member_of(inv.user, self.policy.approvers):
+        if not member_of(inv.user, self.policy.approvers, inv.roles):
             raise UserError(f"only approvers can {verb} posts here")
         if approve and postback.author == inv.user and not self.policy.self_approval:
             raise UserError("you cannot approve your own post; ask another approver")
@@ -434,7 +448,9 @@ class PostBack:
         postback = await self._store.get_postback(int(arg))
         if postback is None or not same_channel(postback.channel, inv.channel):
             raise UserError(f"there is no post #{arg} in this channel")
-        if postback.author != inv.user and not member_of(inv.user, self.policy.approvers):
+        if postback.author != inv.user and not member_of(
+            inv.user, self.policy.approvers, inv.roles
+        ):
             raise UserError(f"only its author or an approver can remove post #{arg}")
         if postback.state == "undone":
             when = hhmm(postback.decided_at) if postback.decided_at else "earlier"

@@ -12,7 +12,6 @@ restart: they are downloaded again then.
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import replace
 
 import aiohttp
@@ -22,14 +21,12 @@ from yarl import URL
 from bot.errors import UserError
 from bot.netguard import BlockedAddressError, GuardedResolver, check_host, parse_http_url
 from bot.protocols import DraftImage
-from bot.store.base import Store
 
 MAX_IMAGES = 4  # Mastodon, Bluesky and X all take at most four
 MAX_IMAGE_BYTES = 1_000_000  # Bluesky's limit for an image blob, the smallest of them
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 MAX_REDIRECTS = 3
 FETCH_TIMEOUT_S = 20.0
-STATE_NAMESPACE = "postback_images"
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
@@ -137,22 +134,3 @@ class ImageFetcher:
                     raise UserError("is empty")
                 return bytes(body), mime
         raise UserError("redirects too often")
-
-
-async def remember(store: Store, postback_id: int, images: tuple[DraftImage, ...]) -> None:
-    """Keep the links and alt texts of a post's images beside its outbox row."""
-    if images:
-        value = json.dumps([{"url": i.url, "alt": i.alt} for i in images], ensure_ascii=False)
-        await store.plugin_state_put(STATE_NAMESPACE, str(postback_id), value)
-
-
-async def recall(store: Store, postback_id: int) -> tuple[DraftImage, ...]:
-    """The images `remember` kept for a post (without their bytes), or none."""
-    value = await store.plugin_state_get(STATE_NAMESPACE, str(postback_id))
-    if not value:
-        return ()
-    try:
-        rows = json.loads(value)
-        return tuple(DraftImage(str(r["url"]), str(r.get("alt", ""))) for r in rows)
-    except (ValueError, KeyError, TypeError):
-        return ()

@@ -181,6 +181,9 @@ class Invocation:
     user: str
     command: str
     args: str
+    # The member's Discord role ids or Slack user group ids, as the chat knows them:
+    # approval settings may name `role:<id>` or `group:<id>` instead of single members.
+    roles: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,13 +48,15 @@ class RecordingChat:
     def channel(self, name: str) -> ChannelRef:
         return ChannelRef(self.name, name, name)
 
-    async def say(self, channel: str, line: str, *, user: str = "tester") -> Reply:
-        """Type a slash command in `channel`, as a member would."""
+    async def say(
+        self, channel: str, line: str, *, user: str = "tester", roles: frozenset[str] = frozenset()
+    ) -> Reply:
+        """Type a slash command in `channel`, as a member (with `roles`) would."""
         if self._handler is None:
             raise RuntimeError("the bot is not running this chat yet")
         command, _, args = line.strip().partition(" ")
         return await self._handler.handle(
-            Invocation(self.channel(channel), user, command, args.strip())
+            Invocation(self.channel(channel), user, command, args.strip(), roles)
         )
 
     def in_channel(self, channel: str) -> list[Sent]:

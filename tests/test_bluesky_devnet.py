@@ -20,9 +20,11 @@ import pytest_asyncio
 from bot.clock import SystemClock
 from bot.errors import UserError
 from bot.health import HealthBook
+from bot.pluginstate import MemoryState
 from bot.protocols import Draft, PluginContext
 from plugins.bluesky import BlueskyNetwork, create
 from plugins.bluesky.ids import tid_from_key
+from plugins.bluesky.session import STATE_KEY as SESSION_KEY
 from tests.atproto.devnet import Account, Devnet, devnet
 from tests.conftest import StartBot
 from tests.fakes.jetstream import EventLog, FakeJetstream, jetstream_hosts
@@ -45,6 +47,10 @@ class Traffic:
         return self.calls.count(nsid)
 
 
+# The plugin's state per data dir, so a "restart" (a new instance) sees the saved session.
+_STATES: dict[Path, MemoryState] = {}
+
+
 def _network(net: Devnet, data_dir: Path, who: Account | None, **extra: Any) -> BlueskyNetwork:
     config: dict[str, Any] = {
         "service": net.pds,
@@ -54,9 +60,9 @@ def _network(net: Devnet, data_dir: Path, who: Account | None, **extra: Any) -> 
     }
     if who is not None:
         config |= {"handle": who.handle, "app_password": who.password}
-    ctx = PluginContext(
-        "bluesky", config, HealthBook(SystemClock()), SystemClock(), True, str(data_dir)
-    )
+    state = _STATES.setdefault(data_dir, MemoryState())
+    clock = SystemClock()
+    ctx = PluginContext("bluesky", config, HealthBook(clock), clock, True, str(data_dir), state)
     return create(ctx)
 
 
@@ -148,10 +154,12 @@ async def test_a_refused_access_token_is_refreshed_not_logged_in_again(
     assert first.publisher is not None
     await first.publisher.publish(Draft("Bob logs in"), "starling:refresh:1")
     await first.aclose()
-    state = tmp_path / "bluesky-session.json"
-    saved = json.loads(state.read_text())
+    state = _STATES[tmp_path]
+    text = await state.get(SESSION_KEY)
+    assert text is not None, "the session is kept in the plugin's state"
+    saved = json.loads(text)
     saved["session"]["accessJwt"] = "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjk5OTk5OTk5OTl9.bad"
-    state.write_text(json.dumps(saved))
+    await state.put(SESSION_KEY, json.dumps(saved))
 
     second = _network(devnet, tmp_path, bob)
     traffic = Traffic()
@@ -161,6 +169,31 @@ async def test_a_refused_access_token_is_refreshed_not_logged_in_again(
     await second.aclose()
     assert traffic.count("com.atproto.server.refreshSession") == 1
     assert traffic.count("com.atproto.server.createSession") == 0
+
+
+async def test_the_old_session_file_is_imported_once_without_a_new_login(
+    devnet: Devnet, tmp_path: Path
+) -> None:
+    bob = devnet.accounts["bob"]
+    first = _network(devnet, tmp_path / "before", bob)
+    assert first.publisher is not None
+    await first.publisher.publish(Draft("Bob before the upgrade"), "starling:import:1")
+    await first.aclose()
+    old = tmp_path / "after" / "bluesky-session.json"  # as releases before 0008 left it
+    old.parent.mkdir()
+    old.write_text(await _STATES[tmp_path / "before"].get(SESSION_KEY) or "", encoding="utf-8")
+
+    upgraded = _network(devnet, tmp_path / "after", bob)
+    traffic = Traffic()
+    upgraded.client.event_hooks["request"].append(traffic)
+    assert upgraded.publisher is not None
+    await upgraded.publisher.publish(Draft("Bob after the upgrade"), "starling:import:2")
+    await upgraded.aclose()
+    assert traffic.count("com.atproto.server.createSession") == 0
+    assert not old.exists()
+    assert not old.exists(), "the tokens no longer lie in a file of their own"
+    assert not old.with_name("bluesky-session.json.imported").exists()
+    assert await _STATES[tmp_path / "after"].get(SESSION_KEY) is not None
 
 
 async def test_the_300_grapheme_limit_is_checked_before_sending(

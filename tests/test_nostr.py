@@ -26,7 +26,8 @@ from bot.health import HealthBook
 from bot.model import Post, Target, TargetKind, Tombstone
 from bot.protocols import Draft, PluginContext, StreamingSource
 from plugins.nostr import create
-from plugins.nostr.keys import parse_event_id
+from plugins.nostr.events import sign
+from plugins.nostr.keys import parse_event_id, parse_secret_key
 from plugins.nostr.publisher import JOURNAL_FILE
 from tests.conftest import RunningBot, StartBot
 from tests.fakes.nostr_relay import Author, NostrRelay, free_port, relay_trio, running_relays
@@ -445,10 +446,33 @@ async def test_publishing_again_with_the_same_key_makes_no_second_note(
 
     assert first == again == after_restart
     assert other.native_id != first.native_id
-    assert (tmp_path / "data" / JOURNAL_FILE).is_file()
+    assert not (tmp_path / "data" / JOURNAL_FILE).exists(), "the journal is in the database"
     pubkey = honest[0].query(ids=[first.native_id])[0]["pubkey"]
     for relay in honest:
         assert len(relay.query(authors=[pubkey], kinds=[1])) == 2
+
+
+async def test_the_old_journal_file_is_imported_once_and_its_event_resent(
+    start_bot: StartBot,
+    configure: Configure,
+    honest: tuple[NostrRelay, NostrRelay],
+    secret_key: str,
+    tmp_path: Path,
+) -> None:
+    configure(*honest, secret_key=secret_key)
+    key = parse_secret_key(secret_key)
+    signed = sign(key, kind=1, content="from the old file", tags=(), created_at=int(time.time()))
+    old = tmp_path / "data" / JOURNAL_FILE
+    old.parent.mkdir(parents=True, exist_ok=True)
+    row = {"key": "starling:1:post-old", "at": time.time(), "event": signed.to_wire()}
+    old.write_text(json.dumps(row) + "\n" + '{"key": "torn', encoding="utf-8")
+    bot = await start_bot()
+    resent = await publisher_of(bot).publish(Draft("from the old file"), "starling:1:post-old")
+    assert resent.native_id == signed.id, "the journalled event, not a new one"
+    assert not old.exists()
+    assert (old.parent / f"{JOURNAL_FILE}.imported").is_file()
+    for relay in honest:
+        assert [e["id"] for e in relay.query(authors=[signed.pubkey], kinds=[1])] == [signed.id]
 
 
 async def test_delete_publishes_a_kind_5_and_relays_drop_the_note(

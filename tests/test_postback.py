@@ -335,3 +335,38 @@ async def test_a_part_that_was_not_taken_is_retried_after_postback_retry_s(
     (late,) = await bot.chat.wait_for(1, within_s=10)
     assert late.message.text == "Post #1, sent late: masto: https://masto.example/p/1"
     assert [d.text for d in masto.posts.values()] == ["Try again soon"]
+
+
+def test_member_of_matches_ids_discord_roles_and_slack_groups() -> None:
+    from bot.postback import member_of
+
+    group = frozenset({"U1", "42", "role:900", "group:S7"})
+    assert member_of("U1", group)
+    assert member_of("ada (42)", group), "Discord's name (id) matches its id"
+    assert member_of("bob (43)", group, frozenset({"1", "900"})), "a Discord role"
+    assert member_of("U2", group, frozenset({"S7"})), "a Slack user group"
+    assert not member_of("U2", group, frozenset({"900x", "S8"}))
+    assert not member_of("U2", group, frozenset({"U1"})), "a role is not a member id"
+    assert not member_of("U2", frozenset(), frozenset({"S7"}))
+
+
+async def test_approvers_and_direct_posters_by_role(start_bot: StartBot) -> None:
+    bot, masto, _ = await _bot(
+        start_bot,
+        postback_approval=["*"],
+        postback_approvers=["role:900"],
+        postback_direct_posters=["group:S7"],
+    )
+    chat = bot.chat
+    editors = frozenset({"900"})
+    asked = (await chat.say("general", "/post --to masto Launch day!", user="intern")).text
+    assert asked == "Asked for approval: request #1 is waiting for an approver."
+    denied = (await chat.say("general", "/approve 1", user="boss", roles=frozenset({"901"}))).text
+    assert denied == "/approve: only approvers can approve posts here"
+    approved = (await chat.say("general", "/approve 1", user="boss", roles=editors)).text
+    assert approved == "Approved #1: masto: https://masto.example/p/1"
+    direct = await chat.say(
+        "general", "/post --to masto Hi", user="writer", roles=frozenset({"S7"})
+    )
+    assert direct.text.startswith("Post #2")
+    assert [d.text for d in masto.posts.values()] == ["Launch day!", "Hi"]

@@ -334,3 +334,64 @@ async def test_a_direct_post_answer_has_a_delete_button_that_goes_once_used(
         while buttons(answer):  # the answer itself, as everyone now sees it
             await asyncio.sleep(0.05)
     assert discord_server.invalid_bodies == []
+
+
+async def click_with_roles(
+    discord_server: DiscordServer,
+    channel: Channel,
+    message: dict[str, Any],
+    label: str,
+    roles: list[str],
+) -> list[tuple[str, bool]]:
+    """Grace clicks `label` holding `roles`; everything she is shown."""
+    log = await discord_server.click(
+        channel, message, label, user_id=GRACE, username="grace", roles=roles
+    )
+    await log.answer(within_s=3.0)
+    return [plain(shown) for shown in await log.wait_shown(within_s=20)]
+
+
+async def test_an_approver_by_role_approves_and_a_member_without_it_is_refused(
+    start: Start, discord_server: DiscordServer, networks: Networks
+) -> None:
+    guild = next(iter(discord_server.guilds.values()))
+    editors = discord_server.add_role(guild, "editors")  # listed in GUILD_CREATE
+    other = discord_server.add_role(guild, "readers")
+    await start(approvers=[f"role:{editors}"])
+    general = channel_of(discord_server)
+    answer, _ = await post(discord_server, general, TEXT)
+    assert answer.startswith("Asked for approval: request #1")
+    asked = request(discord_server, general, 1)
+
+    refused = await click_with_roles(discord_server, general, asked, "Approve", [other])
+    assert refused == [("/approve: only approvers can approve posts here", True)]
+    assert await networks.copies(TEXT) == (0, 0, 0)
+
+    ((approved, private),) = await click_with_roles(
+        discord_server, general, asked, "Approve", [other, editors]
+    )
+    assert private
+    assert approved.startswith("Approved #1: mastodon: https://")
+    assert await networks.copies(TEXT) == (1, 1, 1)
+    assert f"Approved by grace ({GRACE}) at " in shown_text(request(discord_server, general, 1))
+
+
+async def test_a_direct_poster_by_role_posts_without_asking(
+    start: Start, discord_server: DiscordServer, networks: Networks
+) -> None:
+    guild = next(iter(discord_server.guilds.values()))
+    authors = discord_server.add_role(guild, "authors")
+    await start(postback_direct_posters=[f"role:{authors}"])
+    general = channel_of(discord_server)
+    text = [{"name": "text", "type": 3, "value": TEXT}]
+
+    log = await discord_server.invoke(general, "post", text)
+    (asked,) = await log.wait_shown(within_s=20)
+    assert plain(asked)[0].startswith("Asked for approval: request #1")
+
+    log = await discord_server.invoke(general, "post", text, roles=[authors])
+    (posted,) = await log.wait_shown(within_s=20)
+    assert re.search(
+        r"^Post #2: mastodon: https://\S+; nostr: \S+; x: https://\S+", plain(posted)[0]
+    )
+    assert await networks.copies(TEXT) == (1, 1, 1)

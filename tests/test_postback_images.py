@@ -127,7 +127,10 @@ async def test_an_approved_post_keeps_its_images(start_bot: StartBot, images: Im
     )
     asked = await bot.say(f"/post --to masto --image {images.url}/cat.png --alt c Later")
     assert asked.startswith("Asked for approval: request #1")
-    bot.app.postback._image_cache.clear()  # as after a restart: only the outbox remains
+    stored = await bot.app.store.get_postback(1)
+    assert stored is not None
+    assert [(i.url, i.alt) for i in stored.draft.images] == [(f"{images.url}/cat.png", "c")]
+    bot.app.postback._image_cache.clear()  # as after a restart: only the post's row remains
     approved = await bot.chat.say("general", "/approve 1", user="boss")
     assert "masto: https://masto.example/p/1" in approved.text
     (image,) = masto.posts["1"].images

@@ -319,3 +319,60 @@ async def test_a_network_that_is_down_gets_its_part_later_and_the_channel_is_tol
     (late,) = told()  # once: retries that fail again while it is down stay quiet
     assert late["text"].startswith("Post #1, sent late: nostr: https://njump.me/")
     assert await networks.copies(text) == (1, 0, 1)
+
+
+def group_lookups(slack: FakeSlack) -> list[str]:
+    return [str(args.get("usergroup")) for m, args in slack.calls if m == "usergroups.users.list"]
+
+
+async def test_an_approver_by_user_group_approves_and_a_member_outside_it_is_refused(
+    start: Start, slack: FakeSlack, networks: Networks
+) -> None:
+    general = slack.add_channel("general")
+    slack.usergroups["S0EDITORS"] = [APPROVER]
+    slack.usergroups["S0UNUSED"] = [MEMBER]  # named nowhere: never looked up
+    await start(approvers=["group:S0EDITORS"])
+    answer = await command(slack, general, f"post {TEXT}")
+    assert answer.startswith("Asked for approval: request #1")
+    asked = request(general, 1)
+
+    refused = await click(slack, general, asked, "Approve", MEMBER)
+    assert refused["response_type"] == "ephemeral"
+    assert refused["text"].endswith("approve: only approvers can approve posts here")
+    assert "\n" not in refused["text"]
+    assert await networks.copies(TEXT) == (0, 0, 0)
+
+    approved = await click(slack, general, asked, "Approve", APPROVER)
+    assert approved["response_type"] == "ephemeral"
+    assert approved["text"].startswith("Approved #1: ")
+    assert await networks.copies(TEXT) == (1, 1, 1)
+    assert f"Approved by {APPROVER} at " in footer(request(general, 1))
+    assert group_lookups(slack) == ["S0EDITORS"]  # one call, cached for every later check
+
+
+async def test_a_direct_poster_by_user_group_posts_without_asking(
+    start: Start, slack: FakeSlack, networks: Networks
+) -> None:
+    general = slack.add_channel("general")
+    slack.usergroups["S0AUTHORS"] = [MEMBER]
+    await start(postback_direct_posters=["group:S0AUTHORS"])
+    answer = await command(slack, general, f"post {TEXT}")
+    assert re.search(r"^Post #1: mastodon: https://\S+; nostr: \S+; x: https://\S+", answer)
+    assert await networks.copies(TEXT) == (1, 1, 1)
+    asked = await command(slack, general, "post Someone else", user="U0OUTSIDER")
+    assert asked.startswith("Asked for approval: request #2")
+
+
+async def test_without_the_usergroups_scope_nobody_is_in_a_group_and_the_log_says_so_once(
+    start: Start, slack: FakeSlack, networks: Networks, caplog: pytest.LogCaptureFixture
+) -> None:
+    general = slack.add_channel("general")
+    slack.usergroups["S0AUTHORS"] = [MEMBER]
+    slack.missing_scopes.add("usergroups:read")
+    await start(postback_direct_posters=["group:S0AUTHORS"])
+    first = await command(slack, general, "post One")
+    second = await command(slack, general, "post Two")
+    assert first.startswith("Asked for approval: request #1")
+    assert second.startswith("Asked for approval: request #2")
+    told = [r for r in caplog.records if "usergroups:read" in r.getMessage()]
+    assert len(told) == 1

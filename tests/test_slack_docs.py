@@ -32,6 +32,12 @@ def test_the_manifest_sets_up_socket_mode_the_command_and_only_documented_scopes
     assert command["command"] == SlackSettings().command
     assert command["should_escape"] is False  # Starling reads raw text and unwraps links itself
     scopes = manifest["oauth_config"]["scopes"]["bot"]
-    assert sorted(scopes) == ["channels:history", "chat:write", "commands", "groups:history"]
+    assert sorted(scopes) == [
+        "channels:history",
+        "chat:write",
+        "commands",
+        "groups:history",
+        "usergroups:read",  # only for `group:` entries in the approval settings
+    ]
     for scope in scopes:
         assert re.search(rf"^\| `{scope}` \| \w", DOC, flags=re.MULTILINE), scope

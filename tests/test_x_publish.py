@@ -17,7 +17,9 @@ import pytest_asyncio
 
 from bot.errors import Outcome, UpstreamError, UserError
 from bot.health import HealthBook
+from bot.pluginstate import StateHub
 from bot.protocols import Draft, PluginContext, Preparation, Preparer, Publisher
+from bot.store import open_store
 from plugins.x import XNetwork, create
 from tests.fakes.x_server import USER_TOKEN, ShiftedClock, XServer, plugin_config, serving
 
@@ -36,16 +38,24 @@ async def x_server() -> AsyncIterator[XServer]:
 async def make(x_server: XServer, tmp_path: Path) -> AsyncIterator[Make]:
     made: list[XNetwork] = []
     clock = ShiftedClock()
+    # One database for every instance: a "restart" is a new plugin over the same store.
+    store = await open_store(str(tmp_path / "starling.db"))
+    hub = StateHub()
+    hub.attach(store)
 
     def build(*, oauth1: bool = True, **options: Any) -> XNetwork:
         config = plugin_config(x_server, oauth1=oauth1, **options)
-        net = create(PluginContext("x", config, HealthBook(clock), clock, True, str(tmp_path)))
+        ctx = PluginContext(
+            "x", config, HealthBook(clock), clock, True, str(tmp_path), hub.for_plugin("x")
+        )
+        net = create(ctx)
         made.append(net)
         return net
 
     yield build
     for net in made:
         await net.aclose()
+    await store.close()
 
 
 def publisher(net: XNetwork) -> Publisher:
@@ -143,7 +153,7 @@ async def test_a_retry_after_a_lost_answer_does_not_post_twice(
     own = x_server.requests_to("GET", f"/2/users/{x_server.posting_user_id}/tweets")
     assert "start_time" in own[0]["query"]
 
-    # After a restart the journal in the data directory still knows the key.
+    # After a restart the journal in the database still knows the key.
     restarted = make(timeout_s=0.5)
     third = await publisher(restarted).publish(Draft("Posted once, answer lost"), "key-lost")
     assert third.native_id == tweet["id"]
@@ -167,6 +177,20 @@ async def test_a_lost_answer_after_a_restart_is_found_by_reading_back(
     )
     assert len(x_server.requests_to("POST", "/2/tweets")) == 1
     assert found.native_id == stored["id"]
+
+
+async def test_the_old_post_journal_file_is_imported_once(
+    make: Make, x_server: XServer, tmp_path: Path
+) -> None:
+    published = await publisher(make()).publish(Draft("Already out"), "key-old")
+    old = tmp_path / "x-posts.json"
+    entry = {"text": "Already out", "started": time.time(), "id": published.native_id}
+    old.write_text(json.dumps({"key-legacy": entry}), encoding="utf-8")
+    again = await publisher(make()).publish(Draft("Already out"), "key-legacy")
+    assert again.native_id == published.native_id, "the old file's record was used"
+    assert len(x_server.requests_to("POST", "/2/tweets")) == 1
+    assert not old.exists()
+    assert (tmp_path / "x-posts.json.imported").exists()
 
 
 async def test_a_lagging_read_back_is_caught_by_xs_duplicate_check(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import json
 import sqlite3
 import sys
 import time
@@ -24,7 +25,7 @@ import aiosqlite
 import msgspec
 
 from bot.model import ChannelRef, Filters, RichMessage, Subscription, Target, TargetKind
-from bot.protocols import Draft
+from bot.protocols import Draft, DraftImage
 from bot.store.base import (
     HealthDay,
     HealthHost,
@@ -778,8 +779,8 @@ class SqliteStore:
             channel_id = await self._ensure_channel(db, channel)
             async with db.execute(
                 "INSERT INTO postbacks (channel_id, author, text, reply_to, quote_of, "
-                "content_warning, state, created_at, thread) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "RETURNING id",
+                "content_warning, state, created_at, thread, images) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     channel_id,
                     author,
@@ -790,6 +791,7 @@ class SqliteStore:
                     state,
                     now,
                     int(thread),
+                    _images_json(draft.images),
                 ),
             ) as cur:
                 row = await cur.fetchone()
@@ -805,7 +807,7 @@ class SqliteStore:
 
     _POSTBACK_SELECT = (
         "SELECT id, channel_id, author, text, reply_to, quote_of, content_warning, state, "
-        "created_at, decided_by, decided_at, request_ref, thread FROM postbacks "
+        "created_at, decided_by, decided_at, request_ref, thread, images FROM postbacks "
     )
 
     async def _postbacks(self, where: str, params: tuple[object, ...]) -> list[Postback]:
@@ -837,7 +839,7 @@ class SqliteStore:
                     channel_id=int(r[1]),
                     channel=self._channel(int(r[1])),
                     author=r[2],
-                    draft=Draft(r[3], r[4], r[5], r[6]),
+                    draft=Draft(r[3], r[4], r[5], r[6], _images_from(r[13])),
                     state=r[7],
                     created_at=float(r[8]),
                     decided_by=r[9],
@@ -1127,3 +1129,16 @@ class DuplicateSubscription(Exception):
     def __init__(self, existing_id: int) -> None:
         super().__init__(f"already followed as #{existing_id}")
         self.existing_id = existing_id
+
+
+def _images_json(images: Sequence[DraftImage]) -> str:
+    """A post-back's image links and alt texts; the bytes are downloaded again."""
+    if not images:
+        return ""
+    return json.dumps([{"url": i.url, "alt": i.alt} for i in images], ensure_ascii=False)
+
+
+def _images_from(value: str) -> tuple[DraftImage, ...]:
+    if not value:
+        return ()
+    return tuple(DraftImage(str(i["url"]), str(i.get("alt", ""))) for i in json.loads(value))

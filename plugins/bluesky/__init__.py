@@ -31,7 +31,7 @@ PUBLIC_JETSTREAMS = (
     "wss://jetstream1.us-west.bsky.network",
     "wss://jetstream2.us-west.bsky.network",
 )
-SESSION_FILE = "bluesky-session.json"
+SESSION_FILE = "bluesky-session.json"  # where releases before 0008 kept the session
 
 
 class BlueskySettings(PluginSettings):
@@ -100,8 +100,13 @@ class BlueskyNetwork:
         )
         appview = Xrpc(self.client, settings.appview, network=ctx.name, health=ctx.health)
         service = Xrpc(self.client, settings.service, network=ctx.name, health=ctx.health)
-        state = Path(ctx.data_dir) / SESSION_FILE if settings.persist_session else None
-        self.sessions = Sessions(service, settings.handle, settings.app_password, state_file=state)
+        self.sessions = Sessions(
+            service,
+            settings.handle,
+            settings.app_password,
+            state=ctx.state if settings.persist_session else None,
+            legacy_path=Path(ctx.data_dir) / SESSION_FILE,  # imported once, then renamed
+        )
         links = Links(settings.web_url, settings.image_cdn)
         self.bluesky = BlueskySource(
             ctx.name,

@@ -4,8 +4,10 @@
 300 a day) per account, so Starling logs in once, keeps the access token, renews
 it with `refreshSession` shortly before it expires (or when the PDS answers
 `ExpiredToken`), and logs in again only when the refresh token itself is
-refused. The session is kept in `<data_dir>/bluesky-session.json` (mode 0600)
-so restarts do not log in again either.
+refused. The session is kept in the plugin's state in Starling's database
+(`persist_session`, on by default) so restarts do not log in again either.
+Releases before 0008 kept it in `<data_dir>/bluesky-session.json`; that file is
+imported once and then removed (it holds tokens).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import asyncio
 import base64
 import json
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import TypeVar
 import msgspec
 
 from bot.errors import Outcome, UpstreamError, UserError
+from bot.pluginstate import PluginState
 from plugins.bluesky.lexicon import Session
 from plugins.bluesky.xrpc import Xrpc, XrpcError
 
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 REFRESH_MARGIN_S = 60.0
 LOGIN_COOLDOWN_S = 300.0
+STATE_KEY = "session"
 
 
 def jwt_expiry(token: str) -> float | None:
@@ -53,12 +56,15 @@ class Sessions:
         handle: str,
         password: str,
         *,
-        state_file: Path | None,
+        state: PluginState | None,
+        legacy_path: Path | None = None,
     ) -> None:
+        """`state` None keeps the session in memory only (`persist_session = false`)."""
         self._service = service
         self._handle = handle.strip().removeprefix("@")
         self._password = password
-        self._state_file = state_file
+        self._state = state
+        self._legacy = legacy_path
         self._session: Session | None = None
         self._lock = asyncio.Lock()
         self._login_refused_at: float | None = None
@@ -95,7 +101,7 @@ class Sessions:
             )
         async with self._lock:
             if self._session is None:
-                self._session = self._load()
+                self._session = await self._load()
             if self._session is None:
                 self._session = await self._login()
             expiry = jwt_expiry(self._session.access_jwt)
@@ -121,7 +127,7 @@ class Sessions:
             log.info("Bluesky refresh token refused (%s); logging in again", err.error)
             return await self._login()
         self.refreshes += 1
-        self._save(fresh)
+        await self._save(fresh)
         return fresh
 
     async def _login(self) -> Session:
@@ -158,22 +164,44 @@ class Sessions:
             raise
         self.logins += 1
         self._login_refused_at = None
-        self._save(session)
+        await self._save(session)
         return session
 
-    def _load(self) -> Session | None:
-        if self._state_file is None or not self._state_file.is_file():
+    async def _load(self) -> Session | None:
+        if self._state is None:
+            return None
+        text = await self._state.get(STATE_KEY)
+        if text is None:
+            text = await self._import_legacy()
+        if not text:
             return None
         try:
-            saved = json.loads(self._state_file.read_text(encoding="utf-8"))
+            saved = json.loads(text)
             if saved.get("service") != self._service.base_url or saved.get("login") != self._handle:
                 return None
             return msgspec.convert(saved["session"], Session)
-        except (OSError, ValueError, KeyError, msgspec.ValidationError):
+        except (ValueError, KeyError, AttributeError, msgspec.ValidationError):
             return None
 
-    def _save(self, session: Session) -> None:
-        if self._state_file is None:
+    async def _import_legacy(self) -> str:
+        """The old session file's text, moved into the state. The file is removed: it holds
+        tokens, and the database now keeps them."""
+        if self._state is None or self._legacy is None or not self._legacy.is_file():
+            return ""
+        try:
+            text = self._legacy.read_text(encoding="utf-8")
+        except OSError as err:
+            log.warning("could not read the old Bluesky session file: %s", err)
+            return ""
+        await self._state.put(STATE_KEY, text)
+        try:
+            self._legacy.unlink()
+        except OSError as err:
+            log.warning("imported the old Bluesky session file but could not remove it: %s", err)
+        return text
+
+    async def _save(self, session: Session) -> None:
+        if self._state is None:
             return
         data = {
             "service": self._service.base_url,
@@ -181,11 +209,6 @@ class Sessions:
             "session": msgspec.to_builtins(session),
         }
         try:
-            self._state_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._state_file.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(data, out)
-            tmp.replace(self._state_file)
-        except OSError as err:
-            log.warning("could not keep the Bluesky session on disk: %s", err)
+            await self._state.put(STATE_KEY, json.dumps(data))
+        except Exception as err:  # a session not kept only costs a login after a restart
+            log.warning("could not keep the Bluesky session in the database: %s", err)

@@ -121,6 +121,17 @@ def member(interaction: discord.Interaction[discord.Client]) -> str:
     return f"{interaction.user.name} ({interaction.user.id})"
 
 
+def member_roles(interaction: discord.Interaction[discord.Client]) -> frozenset[str]:
+    """The member's role ids, for `role:<id>` approval entries. `Member.roles` keeps only
+    roles in the guild cache, so the ids the interaction itself carried count too."""
+    user = interaction.user
+    if not isinstance(user, discord.Member):
+        return frozenset()  # a DM: no roles
+    cached = {str(role.id) for role in user.roles if not role.is_default()}
+    carried = {str(r) for r in getattr(user, "_roles", ())}  # the payload's member.roles
+    return frozenset(cached | carried)
+
+
 async def preview(
     bridge: "CommandBridge", interaction: discord.Interaction[discord.Client], args: str
 ) -> None:
@@ -130,7 +141,8 @@ async def preview(
         return
     channel = bridge.channel_ref(interaction, None)
     who = member(interaction)
-    asked = bridge.service.handle(Invocation(channel, who, "post", "--preview " + args))
+    roles = member_roles(interaction)
+    asked = bridge.service.handle(Invocation(channel, who, "post", "--preview " + args, roles))
     task = asyncio.ensure_future(asked)
     done, _ = await asyncio.wait({task}, timeout=DEFER_AFTER_S)
     deferred = not done

@@ -151,7 +151,11 @@ class CommandBridge:
             return None
         user = interaction.user
         invocation = Invocation(
-            self.channel_ref(interaction, target), f"{user.name} ({user.id})", command, args
+            self.channel_ref(interaction, target),
+            f"{user.name} ({user.id})",
+            command,
+            args,
+            compose.member_roles(interaction),
         )
         task = asyncio.ensure_future(self.service.handle(invocation))
         done, _ = await asyncio.wait({task}, timeout=DEFER_AFTER_S)

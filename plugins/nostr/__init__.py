@@ -51,7 +51,7 @@ def create(ctx: PluginContext) -> NostrNetwork:
             key=parse_secret_key(settings.secret_key.get_secret_value()),
             pool=pool,
             builder=builder,
-            journal=Journal(Path(ctx.data_dir) / JOURNAL_FILE),
+            journal=Journal(ctx.state, Path(ctx.data_dir) / JOURNAL_FILE),  # imported once
             clock=ctx.clock,
         )
     return NostrNetwork(ctx.name, source, publisher)

@@ -2,7 +2,7 @@
 
 Idempotency: an event's id is the hash of its fields, so a retry must send the
 very same event or relays would store two notes. The first attempt for an
-idempotency key writes the signed event to a small journal in the data dir
+idempotency key writes the signed event to a small journal in the database
 before any relay sees it; every retry (after a crash too) resends that event,
 and relays answer "duplicate" for the copies they already hold.
 
@@ -13,10 +13,10 @@ type, alt text and SHA-256, from the copy Starling downloaded.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
-import os
 import re
 import time
 from pathlib import Path
@@ -25,6 +25,7 @@ from coincurve import PrivateKey
 
 from bot.clock import Clock
 from bot.errors import UserError
+from bot.pluginstate import PluginState
 from bot.protocols import Draft, DraftImage, Published
 from plugins.nostr.events import KIND_DELETION, KIND_NOTE, Event, decode_event, sign
 from plugins.nostr.keys import InvalidKey, note, parse_event_id
@@ -40,47 +41,70 @@ _HASHTAG = re.compile(r"(?:^|(?<=\s))#(\w[\w-]{0,99})")
 
 
 class Journal:
-    """Idempotency key → the signed event first made for it, kept for 30 days."""
+    """Idempotency key → the signed event first made for it, kept for 30 days.
 
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._events: dict[str, Event] | None = None
+    Each key is one entry `event:<key>` in the plugin's state (Starling's database);
+    a `put` is committed when it returns, so the event is on disk before any relay
+    sees it. Releases before 0008 kept `nostr-published.jsonl` in the data dir; it
+    is imported on first use and renamed to `…jsonl.imported`.
+    """
 
-    def _load(self) -> dict[str, Event]:
-        if self._events is not None:
-            return self._events
-        events: dict[str, Event] = {}
-        kept: list[str] = []
-        cutoff = time.time() - JOURNAL_KEEP_S
-        lines = self._path.read_text(encoding="utf-8").splitlines() if self._path.is_file() else []
-        for line in lines:
+    def __init__(self, state: PluginState, legacy_path: Path | None = None) -> None:
+        self._state = state
+        self._legacy = legacy_path
+        self._ready = False
+        self._lock = asyncio.Lock()
+
+    async def get(self, key: str) -> Event | None:
+        await self._import_legacy()
+        text = await self._state.get(_KEY_PREFIX + key)
+        if text is None:
+            return None
+        try:
+            return decode_event(json.loads(text))
+        except ValueError:  # NotAnEvent is a ValueError too
+            log.warning("nostr: the journal entry for %r is unreadable; signing anew", key)
+            return None
+
+    async def put(self, key: str, event: Event) -> None:
+        """Commit the event before it is sent anywhere; forget entries older than 30 days."""
+        await self._import_legacy()
+        await self._state.put(_KEY_PREFIX + key, _encode(event))
+        await self._state.prune(JOURNAL_KEEP_S)
+
+    async def _import_legacy(self) -> None:
+        if self._ready:
+            return
+        async with self._lock:
+            if self._ready or self._legacy is None or not self._legacy.is_file():
+                self._ready = True
+                return
+            cutoff = time.time() - JOURNAL_KEEP_S
             try:
-                row = json.loads(line)
-                event = decode_event(row["event"])
-                at = float(row["at"])
-            except (ValueError, KeyError, TypeError):
-                continue  # a torn last line after a crash: that attempt never reached a relay
-            if at >= cutoff:
-                events[str(row["key"])] = event
-                kept.append(line)
-        if len(kept) != len(lines):
-            self._path.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-        self._events = events
-        return events
+                lines = self._legacy.read_text(encoding="utf-8").splitlines()
+            except OSError as err:
+                log.warning("nostr: could not read the old journal %s: %s", self._legacy, err)
+                lines = []
+            for line in lines:
+                try:
+                    row = json.loads(line)
+                    key, event, at = str(row["key"]), decode_event(row["event"]), float(row["at"])
+                except (ValueError, KeyError, TypeError):
+                    continue  # a torn last line after a crash: that attempt never reached a relay
+                if at >= cutoff and await self._state.get(_KEY_PREFIX + key) is None:
+                    await self._state.put(_KEY_PREFIX + key, _encode(event))
+            try:
+                self._legacy.replace(self._legacy.with_name(self._legacy.name + ".imported"))
+            except OSError as err:
+                log.warning("nostr: imported %s but could not rename it: %s", self._legacy, err)
+            self._ready = True
 
-    def get(self, key: str) -> Event | None:
-        return self._load().get(key)
 
-    def put(self, key: str, event: Event) -> None:
-        """Append durably (fsync) before the event is sent anywhere."""
-        events = self._load()
-        events[key] = event
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        row = {"key": key, "at": time.time(), "event": event.to_wire()}
-        with self._path.open("a", encoding="utf-8") as out:
-            out.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
+_KEY_PREFIX = "event:"
+
+
+def _encode(event: Event) -> str:
+    return json.dumps(event.to_wire(), ensure_ascii=False, separators=(",", ":"))
 
 
 class NostrPublisher:
@@ -104,10 +128,10 @@ class NostrPublisher:
 
     async def publish(self, draft: Draft, idempotency_key: str) -> Published:
         """Sign (once per key) and send a kind 1 note; succeed when a relay holds it."""
-        event = self._journal.get(idempotency_key)
+        event = await self._journal.get(idempotency_key)
         if event is None:
             event = await self._make_note(draft)
-            self._journal.put(idempotency_key, event)
+            await self._journal.put(idempotency_key, event)
         await self._pool.publish(event)
         return Published(event.id, self._builder.permalink(event.id, event.pubkey, event.kind))
 

@@ -57,7 +57,8 @@ async def run_click(
         return
     ref = chat.channel_ref(identity.team_id, channel_id, str(channel.get("name") or ""))
     try:
-        reply = await commands.handle(Invocation(ref, user, command, args))
+        roles = await chat.user_groups.of(user)
+        reply = await commands.handle(Invocation(ref, user, command, args, roles))
     except Exception:
         log.exception("the %s button failed", command)
         await answer(chat, body, f"{prefix} {command}: something went wrong; it is logged", True)

@@ -24,6 +24,7 @@ from plugins.slack.api import SlackApi, SlackFailure
 from plugins.slack.config import SlackSettings
 from plugins.slack.format import render_blocks, render_fallback
 from plugins.slack.receive import receive
+from plugins.slack.usergroups import UserGroups
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class SlackChat:
         )
         self._clock = clock
         self._uncertain: set[str] = set()
+        self.user_groups = UserGroups(self.api, clock)  # for `group:` approval entries
         self.identity: Identity | None = None
         self.connected = asyncio.Event()
         self._stop = asyncio.Event()

@@ -193,7 +193,8 @@ async def preview(
     ref = chat.channel_ref(identity.team_id, meta.get("c", ""))
     try:  # the answer to a view_submission must arrive within Slack's 3 s
         async with asyncio.timeout(PREVIEW_BUDGET_S):
-            reply = await commands.handle(Invocation(ref, user, "post", "--preview " + args))
+            roles = await chat.user_groups.of(user)
+            reply = await commands.handle(Invocation(ref, user, "post", "--preview " + args, roles))
     except TimeoutError:
         slow = "A network was slow to prepare the preview; press Preview again."
         await ack(response_action="errors", errors={"text": slow})
@@ -213,7 +214,8 @@ async def confirm(
     user = str((body.get("user") or {}).get("id") or "")
     channel_id = meta.get("c", "")
     ref = chat.channel_ref(identity.team_id, channel_id)
-    reply = await commands.handle(Invocation(ref, user, "post", meta.get("a", "")))
+    roles = await chat.user_groups.of(user)
+    reply = await commands.handle(Invocation(ref, user, "post", meta.get("a", ""), roles))
     prefix = chat.settings.command
     text = reply.text
     if text.startswith("/post"):

@@ -157,7 +157,8 @@ async def _run_command(
     if name == "post" and not args.strip() and await compose.open_composer(chat, body, channel_id):
         return  # `/starling post` alone opens the composer
     try:
-        reply = await commands.handle(Invocation(channel, user, name, args.strip()))
+        roles = await chat.user_groups.of(user)
+        reply = await commands.handle(Invocation(channel, user, name, args.strip(), roles))
     except Exception:
         log.exception("%s %s failed", prefix, name)
         oops = reply_text(f"{prefix} {name}: something went wrong; it is logged", prefix, [])

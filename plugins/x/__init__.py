@@ -29,7 +29,7 @@ def create(ctx: PluginContext) -> XNetwork:
     legacy = data_dir / f"{ctx.name}-reads.json"  # where releases before 0008 kept the count
     budget = ReadBudget(settings.max_reads_per_day, ctx.clock, ctx.state, legacy)
     api = XApi(settings, network=ctx.name, health=ctx.health, clock=ctx.clock, budget=budget)
-    journal = Journal(data_dir / f"{ctx.name}-posts.json")
+    journal = Journal(ctx.state, data_dir / f"{ctx.name}-posts.json")  # imported once
     return XNetwork(ctx.name, settings, api, ctx.clock, journal)
 
 

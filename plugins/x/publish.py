@@ -1,7 +1,7 @@
 """Posting to X as the team's account: `POST /2/tweets`, `DELETE /2/tweets/:id`.
 
 X takes no idempotency key, so a retry after a lost answer could post twice. The
-publisher keeps a small journal (a JSON file in the data directory) of every
+publisher keeps a small journal (in the plugin's state in Starling's database) of every
 idempotency key it has tried: before its first request it writes the key down;
 when it sees the key again without a recorded result, it is a retry, and it first
 reads the account's own posts since that attempt (`GET /2/users/me`, then
@@ -12,9 +12,10 @@ X down) the retry fails rather than risk a duplicate.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import os
+import time
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from urllib.parse import urlsplit
 
 from bot.clock import Clock
 from bot.errors import Outcome, UpstreamError, UserError
+from bot.pluginstate import PluginState
 from bot.protocols import Draft, Preparation, Published
 from plugins.x.api import Credential, XApi
 from plugins.x.convert import expanded_text, is_tweet_id, is_username, permalink
@@ -54,47 +56,69 @@ class _Attempt:
 
 
 class Journal:
-    """Idempotency keys tried, with their text, start time and (once known) the post id."""
+    """Idempotency keys tried, with their text, start time and (once known) the post id.
 
-    def __init__(self, path: Path | None) -> None:
-        self._path = path
-        self._entries: dict[str, _Attempt] | None = None
+    Each key is one entry `post:<key>` in the plugin's state (Starling's database); a
+    `put` is committed when it returns, so the attempt is on disk before the POST.
+    Releases before 0008 kept a JSON file (`<name>-posts.json`); it is imported on
+    first use and renamed to `…json.imported`.
+    """
 
-    def _all(self) -> dict[str, _Attempt]:
-        if self._entries is None:
-            self._entries = {}
-            if self._path is not None and self._path.exists():
-                try:
-                    raw = json.loads(self._path.read_text(encoding="utf-8"))
-                    for key, item in raw.items():
-                        self._entries[key] = _Attempt(
-                            str(item["text"]), float(item["started"]), str(item.get("id", ""))
-                        )
-                except (OSError, ValueError, KeyError, TypeError, AttributeError):
-                    log.warning("x: could not read the post journal %s", self._path)
-        return self._entries
+    def __init__(self, state: PluginState, legacy_path: Path | None = None) -> None:
+        self._state = state
+        self._legacy = legacy_path
+        self._ready = False
+        self._lock = asyncio.Lock()
 
-    def get(self, key: str) -> _Attempt | None:
-        return self._all().get(key)
+    async def get(self, key: str) -> _Attempt | None:
+        await self._import_legacy()
+        text = await self._state.get(_KEY_PREFIX + key)
+        if text is None:
+            return None
+        try:
+            return _decode(json.loads(text))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            log.warning("x: the journal entry for %r is unreadable; treating it as new", key)
+            return None
 
-    def put(self, key: str, attempt: _Attempt, now: float) -> None:
-        entries = self._all()
-        entries[key] = attempt
-        horizon = now - JOURNAL_DAYS * 86400
-        for old in [k for k, v in entries.items() if v.started < horizon]:
-            del entries[old]
-        if self._path is None:
+    async def put(self, key: str, attempt: _Attempt) -> None:
+        await self._import_legacy()
+        await self._state.put(_KEY_PREFIX + key, _encode(attempt))
+        await self._state.prune(JOURNAL_DAYS * 86400)
+
+    async def _import_legacy(self) -> None:
+        if self._ready:
             return
-        data = {
-            k: {"text": v.text, "started": v.started, "id": v.native_id} for k, v in entries.items()
-        }
-        tmp = self._path.with_suffix(".tmp")
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("w", encoding="utf-8") as out:
-            json.dump(data, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self._path)
+        async with self._lock:
+            if self._ready or self._legacy is None or not self._legacy.is_file():
+                self._ready = True
+                return
+            try:
+                raw = json.loads(self._legacy.read_text(encoding="utf-8"))
+                entries = {str(k): _decode(v) for k, v in raw.items()}
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                log.warning("x: could not read the old post journal %s", self._legacy)
+                entries = {}
+            horizon = time.time() - JOURNAL_DAYS * 86400
+            for key, attempt in entries.items():
+                if attempt.started >= horizon and await self._state.get(_KEY_PREFIX + key) is None:
+                    await self._state.put(_KEY_PREFIX + key, _encode(attempt))
+            try:
+                self._legacy.replace(self._legacy.with_name(self._legacy.name + ".imported"))
+            except OSError as err:
+                log.warning("x: imported %s but could not rename it: %s", self._legacy, err)
+            self._ready = True
+
+
+_KEY_PREFIX = "post:"
+
+
+def _decode(item: Any) -> _Attempt:
+    return _Attempt(str(item["text"]), float(item["started"]), str(item.get("id", "")))
+
+
+def _encode(attempt: _Attempt) -> str:
+    return json.dumps({"text": attempt.text, "started": attempt.started, "id": attempt.native_id})
 
 
 # X's media upload (`POST /2/media/upload`) is a chunked INIT/APPEND/FINALIZE flow that
@@ -143,7 +167,7 @@ class XPublisher:
             raise UserError("; ".join(preparation.problems))
         text = preparation.text
         now = self._clock.now().timestamp()
-        attempt = self._journal.get(idempotency_key)
+        attempt = await self._journal.get(idempotency_key)
         if attempt is not None and attempt.native_id:
             return self._published(attempt.native_id)
         retry = attempt is not None
@@ -152,11 +176,11 @@ class XPublisher:
             self._api.check_limit(CREATE, Credential.USER)
             found = await self._find_posted(text, attempt.started)
             if found:
-                self._journal.put(idempotency_key, _Attempt(text, attempt.started, found), now)
+                await self._journal.put(idempotency_key, _Attempt(text, attempt.started, found))
                 return self._published(found)
         else:
             attempt = _Attempt(text, now)
-            self._journal.put(idempotency_key, attempt, now)
+            await self._journal.put(idempotency_key, attempt)
         body: dict[str, Any] = {"text": text}
         if draft.reply_to:
             body["reply"] = {"in_reply_to_tweet_id": post_id(draft.reply_to)}
@@ -173,13 +197,13 @@ class XPublisher:
             found = await self._find_posted(text, attempt.started)
             if not found:
                 raise
-            self._journal.put(idempotency_key, _Attempt(text, attempt.started, found), now)
+            await self._journal.put(idempotency_key, _Attempt(text, attempt.started, found))
             return self._published(found)
         data = answer.body.get("data")
         native_id = str(data.get("id", "")) if isinstance(data, dict) else ""
         if not is_tweet_id(native_id):
             raise UpstreamError(Outcome.PARSE, "X accepted the post but sent no post id")
-        self._journal.put(idempotency_key, _Attempt(text, attempt.started, native_id), now)
+        await self._journal.put(idempotency_key, _Attempt(text, attempt.started, native_id))
         return self._published(native_id)
 
     async def delete(self, native_id: str) -> None:

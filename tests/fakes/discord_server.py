@@ -249,6 +249,7 @@ class Guild:
     id: str
     name: str
     channels: list[str] = field(default_factory=list)
+    roles: dict[str, str] = field(default_factory=dict)  # role id → name, beyond @everyone
 
 
 @dataclass
@@ -449,6 +450,12 @@ class DiscordServer:
         self.guilds[guild.id] = guild
         return guild
 
+    def add_role(self, guild: Guild, name: str) -> str:
+        """A role in `guild`, listed in GUILD_CREATE as Discord does; add it before connecting."""
+        role_id = self.snowflake()
+        guild.roles[role_id] = name
+        return role_id
+
     def add_channel(
         self, guild: Guild, name: str, *, kind: int = TEXT, parent: Channel | None = None
     ) -> Channel:
@@ -545,6 +552,16 @@ class DiscordServer:
             "communication_disabled_until": None,
         }
 
+    def _member_with(
+        self, permissions: int, roles: list[str] | None, user_id: str, username: str
+    ) -> dict[str, Any]:
+        """The interaction's `member`: role ids as Discord lists them, another user if named."""
+        member = self._member(permissions)
+        member["roles"] = list(roles or [])
+        if user_id:
+            member["user"] = {**member["user"], "id": user_id, "username": username or "member"}
+        return member
+
     async def invoke(
         self,
         channel: Channel,
@@ -554,6 +571,9 @@ class DiscordServer:
         permissions: int = MODERATOR,
         kind: int = 2,
         resolved: dict[str, Any] | None = None,
+        roles: list[str] | None = None,
+        user_id: str = "",
+        username: str = "",
     ) -> InteractionLog:
         """Send an INTERACTION_CREATE as Discord does when a member runs a command.
 
@@ -583,7 +603,7 @@ class DiscordServer:
             "guild": {"id": channel.guild_id, "locale": "en-US", "features": []},
             "channel_id": channel.id,
             "channel": {**channel.payload(), "permissions": str(permissions)},
-            "member": self._member(permissions),
+            "member": self._member_with(permissions, roles, user_id, username),
             "token": log.token,
             "version": 1,
             "app_permissions": str(MEMBER),
@@ -607,6 +627,7 @@ class DiscordServer:
         user_id: str = "80351110224678912",
         username: str = "ada",
         permissions: int = MEMBER,
+        roles: list[str] | None = None,
     ) -> InteractionLog:
         """A member clicks the button `label` on `message` (an INTERACTION_CREATE of type 3).
 
@@ -622,8 +643,7 @@ class DiscordServer:
             raise AssertionError(f"no button {label!r} on message {message.get('id')}")
         log = InteractionLog(self.snowflake(), secrets.token_urlsafe(48), 3, "", channel.id, 0)
         self.interactions[log.token] = log
-        member = self._member(permissions)
-        member["user"] = {**member["user"], "id": user_id, "username": username}
+        member = self._member_with(permissions, roles, user_id, username)
         payload = {
             "id": log.id,
             "application_id": self.application_id,
@@ -884,7 +904,21 @@ class DiscordServer:
                     "managed": False,
                     "mentionable": False,
                     "flags": 0,
-                }
+                },
+                *(
+                    {
+                        "id": role_id,
+                        "name": role_name,
+                        "permissions": "0",
+                        "position": 1,
+                        "color": 0,
+                        "hoist": False,
+                        "managed": False,
+                        "mentionable": False,
+                        "flags": 0,
+                    }
+                    for role_id, role_name in guild.roles.items()
+                ),
             ],
             "emojis": [],
             "stickers": [],

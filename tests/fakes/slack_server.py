@@ -63,6 +63,8 @@ NEWER_ERRORS: dict[str, set[str]] = {
         "token_revoked",
     },
     "auth.test": {"ratelimited", "not_allowed_token_type"},
+    # Not in the 2021 description: the errors its method page documents today.
+    "usergroups.users.list": {"no_such_subteam", "missing_scope", "invalid_auth", "not_authed"},
     "apps.connections.open": {
         "ratelimited",
         "invalid_auth",
@@ -163,6 +165,9 @@ class FakeSlack:
         # Slack's standing limits, enforced on their own (off unless asked: most tests
         # post with no pacing at all): see `SlackLimits`.
         self.limits = SlackLimits() if enforce_limits else None
+        # User groups (S… id → member ids) for `usergroups.users.list`; scopes the app lacks.
+        self.usergroups: dict[str, list[str]] = {}
+        self.missing_scopes: set[str] = set()
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -742,6 +747,7 @@ class FakeSlack:
             "conversations.history": self._history,
             "conversations.replies": self._replies,
             "views.open": self._views_open,
+            "usergroups.users.list": self._usergroup_users,
         }.get(method)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
@@ -773,6 +779,17 @@ class FakeSlack:
             is_enterprise_install=False,
         )
         return web.json_response(body)
+
+    def _usergroup_users(self, method: str, args: dict[str, Any]) -> web.Response:
+        """`usergroups.users.list`: the member ids of one user group (scope usergroups:read)."""
+        if "usergroups:read" in self.missing_scopes:
+            return self._error(
+                method, "missing_scope", needed="usergroups:read", provided="commands,chat:write"
+            )
+        members = self.usergroups.get(str(args.get("usergroup") or ""))
+        if members is None:
+            return self._error(method, "no_such_subteam")
+        return web.json_response({"ok": True, "users": list(members)})
 
     def _connections_open(self, method: str, args: dict[str, Any]) -> web.Response:
         ticket = uuid.uuid4().hex
