@@ -3,7 +3,8 @@ takes the upload as Mastodon does), a real nostr relay and the fake X.
 
 Starling downloads the picture from a loopback web server once and each network
 gets it its own way: Mastodon as an uploaded media attachment with the alt text as
-its description, nostr as the link plus a NIP-92 `imeta` tag; X refuses, clearly.
+its description, nostr as the link plus a NIP-92 `imeta` tag, X as an uploaded
+`tweet_image` with its alt text set through `POST /2/media/metadata`.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from tests.fakes.mastodon_server import MastodonFake, plugin_env
 from tests.fakes.nostr_relay import NostrRelay
 from tests.fakes.x_server import serving
 from tests.test_e2e_cli import Console
-from tests.test_postback_e2e import NostrTeam, reply_line, statuses, x_env
+from tests.test_postback_e2e import NostrTeam, reply_line, statuses, tweets, x_env
 
 pytestmark = pytest.mark.slow
 
 
-async def test_an_image_reaches_mastodon_and_nostr_with_its_alt_text(tmp_path: Path) -> None:
+async def test_an_image_reaches_mastodon_nostr_and_x_with_its_alt_text(tmp_path: Path) -> None:
     team = NostrTeam()
     relay = await asyncio.to_thread(NostrRelay(tmp_path / "relay").start)
     try:
@@ -37,20 +38,23 @@ async def test_an_image_reaches_mastodon_and_nostr_with_its_alt_text(tmp_path: P
                 tmp_path / "data", **plugin_env(mastodon), **team.env(relay), **x_env(x)
             )
             image = f"{pictures.url}/cat.png"
-            await console.type(f"/post --to mastodon,x --image {image} --alt A_cat Hi")
-            refused = reply_line(await console.expect("leave x out"), "/post")
-            await console.type(f"/post --to mastodon,nostr --image {image} --alt A_cat_asleep Cat")
-            answer = reply_line(await console.expect("nostr: https://"), "Post #1: ")
+            await console.type(
+                f"/post --to mastodon,nostr,x --image {image} --alt A_cat_asleep Cat"
+            )
+            output = await console.expect("x: https://")
+            answer = reply_line(output, "Post #1: ")
             assert await console.finish() == 0
             events = await asyncio.to_thread(relay.query, authors=[team.pubkey], kinds=[1])
     finally:
         relay.stop()
 
-    assert refused == (
-        "/post: x: images are not supported yet; post without --image or leave x out"
-    )
-    assert x.requests_to("POST", "/2/tweets") == []
     assert "mastodon: https://" in answer
+    assert "nostr: https://" in answer
+    [tweet] = tweets(x, "Cat")
+    assert answer.endswith(f"; x: https://x.com/i/web/status/{tweet['id']}")
+    [upload] = x.uploads.values()
+    assert (upload["data"], upload["category"]) == (PNG, "tweet_image")
+    assert (upload["alt_text"], upload["tweet_id"]) == ("A cat asleep", tweet["id"])
     [status] = statuses(mastodon, "Cat")
     [attachment] = status["media_attachments"]
     assert attachment["description"] == "A cat asleep"
@@ -67,5 +71,5 @@ async def test_an_image_reaches_mastodon_and_nostr_with_its_alt_text(tmp_path: P
         "alt A cat asleep",
         f"x {hashlib.sha256(PNG).hexdigest()}",
     ]
-    assert pictures.paths == ["/cat.png"], "one download for both networks; none for X"
+    assert pictures.paths == ["/cat.png"], "one download for all three networks"
     assert "Traceback" not in console.output

@@ -18,9 +18,10 @@ import pytest_asyncio
 from bot.errors import Outcome, UpstreamError, UserError
 from bot.health import HealthBook
 from bot.pluginstate import StateHub
-from bot.protocols import Draft, PluginContext, Preparation, Preparer, Publisher
+from bot.protocols import Draft, DraftImage, PluginContext, Preparation, Preparer, Publisher
 from bot.store import open_store
 from plugins.x import XNetwork, create
+from tests.fakes.image_server import PNG
 from tests.fakes.x_server import USER_TOKEN, ShiftedClock, XServer, plugin_config, serving
 
 Make = Callable[..., XNetwork]
@@ -298,3 +299,85 @@ async def test_the_24_hour_posting_limit_holds_posts_until_it_resets(
         assert 3590 < err.value.retry_after_s <= 3600
     assert len(x_server.requests_to("POST", "/2/tweets")) == 1
     assert x_server.requests_to("GET", "/2/users/me") == [], "no reads while posting is held"
+
+
+def picture(alt: str = "", data: bytes = PNG) -> DraftImage:
+    """An image as the post-back hands it over: already downloaded."""
+    return DraftImage("https://pictures.example/cat.png", alt, data, "image/png")
+
+
+async def test_images_are_uploaded_with_their_alt_text_and_attached(
+    make: Make, x_server: XServer
+) -> None:
+    draft = Draft("Two cats", images=(picture("A cat asleep"), picture()))
+    published = await publisher(make()).publish(draft, "key-img")
+
+    [tweet] = mine(x_server, "Two cats")
+    assert published.native_id == tweet["id"]
+    uploads = list(x_server.uploads.items())
+    assert [(u["data"], u["category"], u["alt_text"]) for _, u in uploads] == [
+        (PNG, "tweet_image", "A cat asleep"),
+        (PNG, "tweet_image", ""),
+    ]
+    assert all(u["tweet_id"] == tweet["id"] for _, u in uploads)
+    [sent] = x_server.requests_to("POST", "/2/tweets")
+    assert json.loads(sent["body"]) == {
+        "text": "Two cats",
+        "media": {"media_ids": [media_id for media_id, _ in uploads]},
+    }
+    assert [x_server.media[k]["alt_text"] for k in tweet["attachments"]["media_keys"]] == [
+        "A cat asleep",
+        "",
+    ]
+    # Every media request was signed (OAuth 1.0a, body left out of the signature) and
+    # only the described picture got a metadata call.
+    assert len(x_server.requests_to("POST", "/2/media/upload")) == 2
+    assert len(x_server.requests_to("POST", "/2/media/metadata")) == 1
+    assert x_server.oauth1_verified == 4
+
+
+async def test_a_retry_with_images_finds_the_post_and_uploads_nothing_more(
+    make: Make, x_server: XServer
+) -> None:
+    net = make(timeout_s=0.5)
+    draft = Draft("A cat, answer lost", images=(picture("A cat"),))
+    x_server.lose_next_create(stall_s=2.0)
+    with pytest.raises(UpstreamError):
+        await publisher(net).publish(draft, "key-img-lost")
+    [tweet] = mine(x_server, "A cat, answer lost")
+
+    again = await publisher(make(timeout_s=0.5)).publish(draft, "key-img-lost")
+    assert again.native_id == tweet["id"]
+    assert len(x_server.requests_to("POST", "/2/tweets")) == 1
+    assert len(x_server.requests_to("POST", "/2/media/upload")) == 1
+
+
+async def test_a_failed_upload_posts_nothing_and_a_retry_uploads_again(
+    make: Make, x_server: XServer
+) -> None:
+    pub = publisher(make())
+    draft = Draft("A cat, second try", images=(picture("A cat"),))
+    x_server.fail("POST", "/2/media/upload", 503)
+    with pytest.raises(UpstreamError) as err:
+        await pub.publish(draft, "key-img-503")
+    assert err.value.outcome is Outcome.HTTP_5XX
+    assert x_server.requests_to("POST", "/2/tweets") == []
+
+    published = await pub.publish(draft, "key-img-503")
+    [tweet] = mine(x_server, "A cat, second try")
+    assert published.native_id == tweet["id"]
+    [upload] = x_server.uploads.values()
+    assert (upload["alt_text"], upload["tweet_id"]) == ("A cat", tweet["id"])
+
+
+async def test_what_x_would_refuse_about_images_is_said_before_sending(
+    make: Make, x_server: XServer
+) -> None:
+    pub = publisher(make())
+    assert isinstance(pub, Preparer)
+    bad = pub.prepare(Draft("Cats", images=(picture("a" * 1001),) * 5))
+    assert bad.problems[0] == "X takes at most 4 images; this post has 5"
+    assert "alt text of image 1 is 1001 characters; X takes at most 1000" in bad.problems[1]
+    with pytest.raises(UserError, match="X refused image 1"):
+        await pub.publish(Draft("Not a picture", images=(picture(data=b"<html>"),)), "k-html")
+    assert x_server.requests_to("POST", "/2/tweets") == []

@@ -1,5 +1,7 @@
 """Posting to X as the team's account: `POST /2/tweets`, `DELETE /2/tweets/:id`.
 
+Pictures are uploaded first (`plugins/x/media.py`) and attached by their media ids.
+
 X takes no idempotency key, so a retry after a lost answer could post twice. The
 publisher keeps a small journal (in the plugin's state in Starling's database) of every
 idempotency key it has tried: before its first request it writes the key down;
@@ -29,6 +31,7 @@ from bot.pluginstate import PluginState
 from bot.protocols import Draft, Preparation, Published
 from plugins.x.api import Credential, XApi
 from plugins.x.convert import expanded_text, is_tweet_id, is_username, permalink
+from plugins.x.media import image_problems, upload_all
 from plugins.x.source import PROFILE_HOSTS
 from plugins.x.textlen import MAX_WEIGHTED_LENGTH, weighted_length
 
@@ -121,11 +124,6 @@ def _encode(attempt: _Attempt) -> str:
     return json.dumps({"text": attempt.text, "started": attempt.started, "id": attempt.native_id})
 
 
-# X's media upload (`POST /2/media/upload`) is a chunked INIT/APPEND/FINALIZE flow that
-# Starling does not speak yet; refusing up front beats posting without the pictures.
-IMAGES_NOT_YET = "images are not supported yet; post without --image or leave x out"
-
-
 class XPublisher:
     """Also a `Preparer`: `/post` shows what X will get and refuses what X would refuse."""
 
@@ -154,8 +152,7 @@ class XPublisher:
                 f"the post is {length} characters as X counts them (links 23, CJK and emoji "
                 f"2); the limit is {MAX_WEIGHTED_LENGTH}"
             )
-        if draft.images:
-            problems.append(IMAGES_NOT_YET)
+        problems += image_problems(draft.images)
         for label, value in (("reply", draft.reply_to), ("quote", draft.quote_of)):
             if value and not post_id(value):
                 problems.append(f"the {label} target {value!r} is not an X post (x.com/…/status/…)")
@@ -182,6 +179,9 @@ class XPublisher:
             attempt = _Attempt(text, now)
             await self._journal.put(idempotency_key, attempt)
         body: dict[str, Any] = {"text": text}
+        if draft.images:
+            # After the journal entry: a retry that finds the post uploads nothing.
+            body["media"] = {"media_ids": await upload_all(self._api, draft.images)}
         if draft.reply_to:
             body["reply"] = {"in_reply_to_tweet_id": post_id(draft.reply_to)}
         if draft.quote_of:

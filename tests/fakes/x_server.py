@@ -43,6 +43,12 @@ from aiohttp import web
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "x"
 SPEC: dict[str, Any] = json.loads((FIXTURES / "openapi-subset.json").read_text(encoding="utf-8"))
+# The media upload operations, cut from the same description (see openapi-media.json).
+_MEDIA_SPEC: dict[str, Any] = json.loads(
+    (FIXTURES / "openapi-media.json").read_text(encoding="utf-8")
+)
+SPEC["paths"].update(_MEDIA_SPEC["paths"])
+SPEC["components"]["schemas"].update(_MEDIA_SPEC["components"]["schemas"])
 PROBLEMS = "https://api.x.com/2/problems"
 TWITTER_EPOCH_MS = 1288834974657
 
@@ -264,6 +270,8 @@ class XServer:
         self.suspended: set[str] = set()
         self.tweets: dict[str, dict[str, Any]] = {}
         self.media: dict[str, dict[str, Any]] = {}
+        # Uploads by media id: bytes, category, alt text, the post they went into.
+        self.uploads: dict[str, dict[str, Any]] = {}
         self.hits: Counter[str] = Counter()
         self.requests: list[dict[str, Any]] = []
         self.schema_errors: list[str] = []
@@ -555,6 +563,8 @@ class XServer:
             "GET /2/tweets/search/recent": self._search,
             "POST /2/tweets": self._create,
             "DELETE /2/tweets/:id": self._delete,
+            "POST /2/media/upload": self._upload,
+            "POST /2/media/metadata": self._metadata,
         }[op.endpoint]
         status, payload = handler(args, query, json_body)
         if op.endpoint == "POST /2/tweets" and status == 201 and self._lose_next_create:
@@ -802,14 +812,29 @@ class XServer:
                 text += short
             else:
                 text += part.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        media_ids = body.get("media", {}).get("media_ids", [])
+        if len(media_ids) > 4 or any(
+            self.uploads.get(m, {}).get("tweet_id", "-") != "" for m in media_ids
+        ):
+            return 400, {"errors": [{"parameters": {"media.media_ids": media_ids},
+                                     "message": "Your media IDs are invalid."}],
+                         "title": "Invalid Request",
+                         "detail": "One or more parameters to your request was invalid.",
+                         "type": f"{PROBLEMS}/invalid-request"}  # fmt: skip
         tweet = self.tweet(
             me,
             text,
             links=links,
+            photos=[
+                (f"https://pbs.twimg.com/media/{m}.jpg", self.uploads[m]["alt_text"])
+                for m in media_ids
+            ],
             reply_to=body.get("reply", {}).get("in_reply_to_tweet_id", ""),
             quote_of=body.get("quote_tweet_id", ""),
         )
         tweet["_submitted"] = submitted
+        for media_id in media_ids:
+            self.uploads[media_id]["tweet_id"] = tweet["id"]
         return 201, {"data": {"id": tweet["id"], "text": tweet["text"]}}
 
     def _delete(
@@ -820,6 +845,40 @@ class XServer:
             return 200, {"data": {"deleted": False}}
         del self.tweets[args["id"]]
         return 200, {"data": {"deleted": True}}
+
+    def _upload(
+        self, args: dict[str, str], query: dict[str, str], body: Any
+    ) -> tuple[int, dict[str, Any]]:
+        """The one-shot upload with the picture base64-encoded in the JSON body."""
+        try:
+            data = base64.b64decode(body["media"], validate=True)
+        except (ValueError, TypeError):
+            data = b""
+        kinds = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF8": "image/gif"}
+        kind = next((k for magic, k in kinds.items() if data.startswith(magic)), "")
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            kind = "image/webp"
+        if not kind or not body["media_category"].endswith("_image"):
+            return 400, {"errors": [{"parameters": {}, "message": "media type unrecognized."}],
+                         "title": "Invalid Request", "detail": "media type unrecognized.",
+                         "type": f"{PROBLEMS}/invalid-request"}  # fmt: skip
+        media_id = self.new_id()
+        self.uploads[media_id] = {"data": data, "category": body["media_category"],
+                                  "mime": kind, "alt_text": "", "tweet_id": ""}  # fmt: skip
+        return 200, {"data": {"id": media_id, "media_key": f"3_{media_id}", "size": len(data),
+                              "expires_after_secs": 86400,
+                              "image": {"image_type": kind, "w": 1, "h": 1}}}  # fmt: skip
+
+    def _metadata(
+        self, args: dict[str, str], query: dict[str, str], body: Any
+    ) -> tuple[int, dict[str, Any]]:
+        upload = self.uploads.get(body["id"])
+        if upload is None:
+            return 400, self._not_found("media", "id", body["id"], "Media not found.")
+        alt = body.get("metadata", {}).get("alt_text")
+        if alt is not None:
+            upload["alt_text"] = alt["text"]
+        return 200, {"data": {"id": body["id"], "associated_metadata": body.get("metadata", {})}}
 
 
 def _minted(tweet_id: str) -> datetime:
