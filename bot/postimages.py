@@ -15,19 +15,16 @@ import asyncio
 from dataclasses import replace
 
 import aiohttp
-from aiohttp import hdrs
-from yarl import URL
 
 from bot.errors import UserError
-from bot.netguard import BlockedAddressError, GuardedResolver, check_host, parse_http_url
+from bot.guardedfetch import guarded_get, guarded_session
+from bot.netguard import BlockedAddressError
 from bot.protocols import DraftImage
 
 MAX_IMAGES = 4  # Mastodon, Bluesky and X all take at most four
 MAX_IMAGE_BYTES = 1_000_000  # Bluesky's limit for an image blob, the smallest of them
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-MAX_REDIRECTS = 3
 FETCH_TIMEOUT_S = 20.0
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 def check_alt(images: tuple[DraftImage, ...], require_alt: bool) -> None:
@@ -91,46 +88,28 @@ class ImageFetcher:
         return tuple(fetched)
 
     def _session(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
-            resolver=GuardedResolver(allow_private=self._allow_private), limit=4
-        )
-        return aiohttp.ClientSession(
-            connector=connector,
-            headers={hdrs.USER_AGENT: self._user_agent},
-            timeout=aiohttp.ClientTimeout(total=None),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            trust_env=False,
-        )
+        return guarded_session(allow_private=self._allow_private, user_agent=self._user_agent)
 
     async def _get(self, session: aiohttp.ClientSession, url: str) -> tuple[bytes, str]:
-        """GET with redirects followed by hand, each hop vetted before connecting."""
-        current: URL = parse_http_url(url)
-        for _ in range(MAX_REDIRECTS + 1):
-            check_host(current.host or "", allow_private=self._allow_private)
-            async with session.get(current, allow_redirects=False) as response:
-                if response.status in _REDIRECTS and response.headers.get(hdrs.LOCATION):
-                    location = URL(response.headers[hdrs.LOCATION])
-                    current = parse_http_url(str(current.join(location)))
-                    continue
-                if response.status != 200:
-                    raise UserError(f"{current.host} answered {response.status}")
-                content_type = response.headers.get(hdrs.CONTENT_TYPE, "")
-                mime = content_type.split(";", 1)[0].strip().lower()
-                if mime not in IMAGE_TYPES:
-                    raise UserError(
-                        f"is {mime or 'of no stated type'}, not an image (JPEG, PNG, GIF or WebP)"
-                    )
-                too_big = (
-                    f"is larger than {MAX_IMAGE_BYTES / 1_000_000:g} MB, the most a post takes"
-                )
-                if (response.content_length or 0) > MAX_IMAGE_BYTES:
-                    raise UserError(too_big)
-                body = bytearray()
-                async for chunk in response.content.iter_chunked(65536):
-                    body += chunk
-                    if len(body) > MAX_IMAGE_BYTES:
-                        raise UserError(too_big)
-                if not body:
-                    raise UserError("is empty")
-                return bytes(body), mime
-        raise UserError("redirects too often")
+        """The image's bytes and type; only JPEG, PNG, GIF or WebP, at most 1 MB."""
+        fetched = await guarded_get(
+            session,
+            url,
+            allow_private=self._allow_private,
+            limit=MAX_IMAGE_BYTES,
+            too_large=f"is larger than {MAX_IMAGE_BYTES / 1_000_000:g} MB, the most a post takes",
+            check_type=_check_image_type,
+        )
+        if not fetched.body:
+            raise UserError("is empty")
+        return fetched.body, _mime(fetched.content_type)
+
+
+def _mime(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _check_image_type(content_type: str) -> None:
+    mime = _mime(content_type)
+    if mime not in IMAGE_TYPES:
+        raise UserError(f"is {mime or 'of no stated type'}, not an image (JPEG, PNG, GIF or WebP)")

@@ -19,22 +19,18 @@ from html.parser import HTMLParser
 from urllib.parse import urljoin
 
 import aiohttp
-from aiohttp import hdrs
-from yarl import URL
 
 from bot.errors import UserError
-from bot.netguard import GuardedResolver, check_host, parse_http_url
+from bot.guardedfetch import guarded_get, guarded_session
 
 log = logging.getLogger(__name__)
 
 MAX_PAGE_BYTES = 1_000_000
 MAX_THUMB_BYTES = 1_000_000  # Bluesky's limit for an external embed's thumb
-MAX_REDIRECTS = 3
 MAX_TITLE = 300
 MAX_DESCRIPTION = 1000
 THUMB_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})
 _SPACE = re.compile(r"\s+")
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,38 +148,11 @@ class PageReader:
         return Thumb(body, mime) if mime in THUMB_TYPES and body else None
 
     def _session(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
-            resolver=GuardedResolver(allow_private=self._allow_private), limit=4
-        )
-        return aiohttp.ClientSession(
-            connector=connector,
-            headers={hdrs.USER_AGENT: self._user_agent},
-            timeout=aiohttp.ClientTimeout(total=None),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            trust_env=False,
-        )
+        return guarded_session(allow_private=self._allow_private, user_agent=self._user_agent)
 
     async def _get(
         self, session: aiohttp.ClientSession, url: str, limit: int
     ) -> tuple[str, str, bytes]:
-        """GET with redirects followed by hand (each hop vetted); raises `UserError` if refused."""
-        current: URL = parse_http_url(url)
-        for _ in range(MAX_REDIRECTS + 1):
-            check_host(current.host or "", allow_private=self._allow_private)
-            async with session.get(current, allow_redirects=False) as response:
-                if response.status in _REDIRECTS and response.headers.get(hdrs.LOCATION):
-                    current = parse_http_url(
-                        str(current.join(URL(response.headers[hdrs.LOCATION])))
-                    )
-                    continue
-                if response.status != 200:
-                    raise UserError(f"{current.host} answered {response.status}")
-                if (response.content_length or 0) > limit:
-                    raise UserError(f"{current} is larger than {limit} bytes")
-                body = bytearray()
-                async for chunk in response.content.iter_chunked(65536):
-                    body += chunk
-                    if len(body) > limit:
-                        raise UserError(f"{current} is larger than {limit} bytes")
-                return str(current), response.headers.get(hdrs.CONTENT_TYPE, ""), bytes(body)
-        raise UserError(f"{url} redirects too often")
+        """(final URL, Content-Type, body); raises `UserError` if refused."""
+        fetched = await guarded_get(session, url, allow_private=self._allow_private, limit=limit)
+        return fetched.url, fetched.content_type, fetched.body

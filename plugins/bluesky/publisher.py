@@ -160,26 +160,16 @@ class BlueskyPublisher:
         did = await self._sessions.did()
         if actor != did:
             return None
-        params: dict[str, str | int | list[str]] = {
-            "repo": did,
-            "collection": POST_COLLECTION,
-            "rkey": rkey,
-        }
-
-        async def get(token: str) -> StoredRecord:
-            return await self._service.query(
-                "com.atproto.repo.getRecord", params, StoredRecord, token=token
-            )
-
-        try:
-            found = await self._sessions.call(get)
-        except XrpcError as err:
-            if err.error == "RecordNotFound" or err.status == 404:
-                raise UserError(f"the post {ref} was not found; it may have been deleted") from None
-            raise
+        found = await self._own_record(did, rkey)
+        if found is None:
+            raise UserError(f"the post {ref} was not found; it may have been deleted")
         return found if found.cid else None
 
     async def _exists(self, did: str, rkey: str) -> bool:
+        return await self._own_record(did, rkey) is not None
+
+    async def _own_record(self, did: str, rkey: str) -> StoredRecord | None:
+        """`getRecord` of one of the account's posts; None when there is no such record."""
         params: dict[str, str | int | list[str]] = {
             "repo": did,
             "collection": POST_COLLECTION,
@@ -193,12 +183,11 @@ class BlueskyPublisher:
             )
 
         try:
-            await self._sessions.call(get)
+            return await self._sessions.call(get)
         except XrpcError as err:
             if err.error == "RecordNotFound" or err.status == 404:
-                return False
+                return None
             raise
-        return True
 
     async def _images_embed(self, images: tuple[DraftImage, ...]) -> dict[str, Any]:
         """`app.bsky.embed.images`: each picture uploaded as a blob, with its alt text."""
