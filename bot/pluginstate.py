@@ -9,11 +9,25 @@ once it is open; a plugin reads and writes its state only at run time.
 
 from __future__ import annotations
 
+import logging
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from bot.store.base import Store
+
+
+log = logging.getLogger(__name__)
+
+
+def retire_legacy_file(path: Path) -> None:
+    """After its contents moved into the store: rename an old state file to `*.imported`
+    (kept for a look back, and never read again)."""
+    try:
+        path.replace(path.with_name(path.name + ".imported"))
+    except OSError as err:
+        log.warning("imported %s into the database but could not rename it: %s", path, err)
 
 
 class PluginState(Protocol):

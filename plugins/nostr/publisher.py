@@ -25,7 +25,7 @@ from coincurve import PrivateKey
 
 from bot.clock import Clock
 from bot.errors import UserError
-from bot.pluginstate import PluginState
+from bot.pluginstate import PluginState, retire_legacy_file
 from bot.protocols import Draft, DraftImage, Published
 from plugins.nostr.events import KIND_DELETION, KIND_NOTE, Event, decode_event, sign
 from plugins.nostr.keys import InvalidKey, note, parse_event_id
@@ -93,10 +93,7 @@ class Journal:
                     continue  # a torn last line after a crash: that attempt never reached a relay
                 if at >= cutoff and await self._state.get(_KEY_PREFIX + key) is None:
                     await self._state.put(_KEY_PREFIX + key, _encode(event))
-            try:
-                self._legacy.replace(self._legacy.with_name(self._legacy.name + ".imported"))
-            except OSError as err:
-                log.warning("nostr: imported %s but could not rename it: %s", self._legacy, err)
+            retire_legacy_file(self._legacy)
             self._ready = True
 
 

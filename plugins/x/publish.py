@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from bot.clock import Clock
 from bot.errors import Outcome, UpstreamError, UserError
-from bot.pluginstate import PluginState
+from bot.pluginstate import PluginState, retire_legacy_file
 from bot.protocols import Draft, Preparation, Published
 from plugins.x.api import Credential, XApi
 from plugins.x.convert import expanded_text, is_tweet_id, is_username, permalink
@@ -106,10 +106,7 @@ class Journal:
             for key, attempt in entries.items():
                 if attempt.started >= horizon and await self._state.get(_KEY_PREFIX + key) is None:
                     await self._state.put(_KEY_PREFIX + key, _encode(attempt))
-            try:
-                self._legacy.replace(self._legacy.with_name(self._legacy.name + ".imported"))
-            except OSError as err:
-                log.warning("x: imported %s but could not rename it: %s", self._legacy, err)
+            retire_legacy_file(self._legacy)
             self._ready = True
 
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.clock import Clock
-from bot.pluginstate import PluginState
+from bot.pluginstate import PluginState, retire_legacy_file
 
 log = logging.getLogger(__name__)
 STATE_KEY = "reads"
@@ -137,10 +137,7 @@ class ReadBudget:
     def _retire_legacy(self) -> None:
         """Rename the imported file, so it is never imported over a newer count."""
         assert self._legacy is not None
-        try:
-            self._legacy.replace(self._legacy.with_name(self._legacy.name + ".imported"))
-        except OSError as err:
-            log.warning("x: imported %s but could not rename it: %s", self._legacy, err)
+        retire_legacy_file(self._legacy)
 
     async def _save(self) -> None:
         # Whoever holds the lock writes the newest count, so saves cannot land out of order.
