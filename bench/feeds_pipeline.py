@@ -19,13 +19,18 @@ its own core (the server gets the other one):
   supervision, health recording, the outbox and the delivery lanes are all measured
   exactly as they run in production.
 
+A fourth scenario, `timely`, measures the issue's other target, "a polled item is
+delivered within its poll interval + 2 s": at the same pace, the server publishes
+new items at real times (`--publish-rate`, about one per ten polls), each stamped
+with its publish time in its link, and the worker times publish → chat send.
+
 The baseline is how most feed bots are written: `feedparser.parse(url, etag=...,
 modified=...)` on one feed after the other, a seen-set in memory, and "sending" is
 appending to a list. It runs on the same server, pinned to the same core as
 Starling, for a fixed time budget over a subset of the feeds.
 
 Run everything with `python -m bench`; this module is also the worker entry point
-(`python -m bench.feeds_pipeline starling|baseline|rss ... --out FILE`).
+(`python -m bench.feeds_pipeline starling|timely|baseline|rss ... --out FILE`).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import json
 import logging
 import math
 import os
+import re
 import resource
 import sys
 import tempfile
@@ -68,6 +74,12 @@ MODULE = "bench.feeds_pipeline"
 INTERVAL_S = 0.01  # every resource always due: the scheduler polls at full speed
 FIVE_MINUTES_100K = 100_000 / 300  # polls/s needed for 100,000 feeds every 5 minutes
 MIB = 1024 * 1024
+# The timely scenario: new items per poll (at the 100k pace, ≈ 33 items/s), and the slack
+# the issue allows on top of the poll interval ("within its poll interval + 2 s").
+TIMELY_ITEMS_PER_POLL = 0.1
+TIMELY_SLACK_S = 2.0
+# A timed item's link, as the feed server writes it: /synth/<feed>/<version>?published_ms=<ms>
+TIMED_LINK = re.compile(r"/synth/(\d+)/(\d+)\?published_ms=(\d+)$")
 FIXTURES = REPO / "tests" / "fixtures"
 
 # Real-world-shaped documents for the parser: Starling's own hand-written feeds and,
@@ -106,6 +118,9 @@ class Config:
     baseline_s: float  # the baseline's time budget
     parser_docs: int  # synthetic documents in the parser corpus
     parser_s: float  # CPU time per parser measurement
+    # The timely scenario's window (after `paced_warmup_s`): items published in it that
+    # had interval + 2 s left before its end are the ones measured.
+    timely_s: float
 
 
 FULL = Config(
@@ -120,6 +135,7 @@ FULL = Config(
     baseline_s=12.0,
     parser_docs=500,
     parser_s=3.0,
+    timely_s=40.0,  # 15 s interval: items of the first 23 s (≈ 770) are measured
 )
 QUICK = Config(
     feeds=1000,
@@ -133,6 +149,7 @@ QUICK = Config(
     baseline_s=1.0,
     parser_docs=100,
     parser_s=0.3,
+    timely_s=8.0,  # 3 s interval: items of the first 3 s (≈ 100) are measured
 )
 
 
@@ -142,11 +159,15 @@ class Scenario:
     change: float  # the server's --change
     polls_target: float
     pre_age: bool  # fetch every feed items-1 times first so documents hold `items` items
+    # The headline, "100,000 feeds every 5 minutes on one core at under 10 % CPU", is
+    # judged where feeds behave like feeds (most polls 304); a world where every feed
+    # changes every 5 minutes is the stress case, reported without that target.
+    headline: bool = False
 
 
 SCENARIOS = (
-    Scenario("unchanged", 0.0, 5000, pre_age=False),
-    Scenario("changed_10pct", 0.1, 4000, pre_age=False),
+    Scenario("unchanged", 0.0, 5000, pre_age=False, headline=True),
+    Scenario("changed_10pct", 0.1, 4000, pre_age=False, headline=True),
     Scenario("changed_all", 1.0, 1000, pre_age=True),
 )
 
@@ -188,6 +209,7 @@ def run(*, quick: bool = False) -> list[Result]:
                 f"baseline {baseline['polls_per_s']:,.0f} polls/s"
             )
             results += _scenario_results(scenario, starling, baseline)
+        results += _run_timely(cfg, work, server_core, bench_core)
         log("memory at rest: empty app vs. loaded app")
         results += _memory_results(work, work / SCENARIOS[0].key, bench_core)
     log("feed parser alone")
@@ -208,6 +230,64 @@ def _run_starling(
     return run_worker(
         MODULE, args, core=core, timeout_s=budget, out=work / f"{scenario.key}-starling.json"
     )
+
+
+def _run_timely(
+    cfg: Config, work: Path, server_core: int | None, bench_core: int | None
+) -> list[Result]:
+    """Publish → chat send at the 100k pace, items published at real times (paced only)."""
+    interval = cfg.feeds / FIVE_MINUTES_100K
+    rate = FIVE_MINUTES_100K * TIMELY_ITEMS_PER_POLL
+    server_args = ["--port", "0", "--feeds", str(cfg.feeds), "--items", str(cfg.items)]
+    server_args += ["--publish-rate", f"{rate:.3f}"]
+    with ServerProcess(server_args, core=server_core) as server:
+        log(
+            f"timely: Starling against {server.base_url}, interval {interval:.1f} s, "
+            f"{rate:.1f} items published/s"
+        )
+        args = ["timely", "--url", server.base_url, "--server-pid", str(server.pid)]
+        args += ["--feeds", str(cfg.feeds), "--channels", str(cfg.channels)]
+        args += ["--interval", str(interval), "--warmup", str(cfg.paced_warmup_s)]
+        args += ["--seconds", str(cfg.timely_s), "--data-dir", str(work / "timely")]
+        budget = 60 + cfg.feeds / 200 + cfg.paced_warmup_s + cfg.timely_s + interval
+        figures = run_worker(
+            MODULE, args, core=bench_core, timeout_s=budget, out=work / "timely-starling.json"
+        )
+    log(
+        f"timely: {figures['on_time']:,} of {figures['measured']:,} items within "
+        f"{figures['budget_s']:.1f} s, max {figures['latency_max_s']:.2f} s"
+    )
+    return _timely_results(figures)
+
+
+def _timely_results(figures: dict[str, Any]) -> list[Result]:
+    name = f"{BENCH}/timely"
+    budget, measured = figures["budget_s"], figures["measured"]
+    if figures["undelivered"]:
+        log(f"timely: WARNING {figures['undelivered']} measured items never reached the chat")
+    if (figures.get("other_cpu_pct") or 0) > 25:
+        log(f"timely: NOTE other processes used {figures['other_cpu_pct']:.0f} % CPU")
+
+    def row(metric: str, label: str, unit: str, target: Target | None = None) -> Result:
+        return Result(name, metric, figures.get(metric), unit, None, target, label)
+
+    return [
+        row(
+            "on_time_pct",
+            f"delivered within interval + 2 s ({budget:.0f} s), {measured:,} items",
+            "%",
+            Target(">=", 100),
+        ),
+        row("latency_p50_s", "publish → chat send p50", "s"),
+        row("latency_p99_s", "publish → chat send p99", "s"),
+        row("latency_max_s", "publish → chat send max (∞: not delivered)", "s"),
+        row("interval_s", "poll interval (feeds ÷ 333.3 polls/s)", "s"),
+        row("fetch_send_p99_ms", "fetch → chat send p99, same items", "ms"),
+        row("published_per_s", "items published/s (server, whole window)", "1/s"),
+        row("polls_per_s", "polls/s in the window", "1/s"),
+        row("cpu_busy_pct", "process CPU busy", "%"),
+        row("other_cpu_pct", "other processes' CPU (noise)", "%"),
+    ]
 
 
 def _run_baseline(
@@ -287,8 +367,11 @@ def _scenario_results(
         ),
         row("polls_per_cpu_s", "polls per CPU-second", "1/s"),
         row("items_per_s", "new items/s, fetch → chat → record", "1/s"),
-        row("latency_p50_ms", "latency p50, fetch → chat send", "ms"),
-        row("latency_p99_ms", "latency p99, fetch → chat send", "ms", Target("<=", 100)),
+        # At full speed the process is saturated on purpose, so these are queueing
+        # figures, not the target's: "p99 under 100 ms from fetch to the chat request
+        # when the pacing allows" is the paced rows below.
+        row("latency_p50_ms", "latency p50, fetch → chat send (full speed, saturated)", "ms"),
+        row("latency_p99_ms", "latency p99, fetch → chat send (full speed, queueing)", "ms"),
         row("cpu_per_poll_us", "CPU per poll", "µs"),
         row("cpu_pct_100k_5min", "CPU % for 100k feeds / 5 min (derived)", "%"),
     ]
@@ -306,6 +389,7 @@ def _scenario_results(
                 "cpu_busy_pct",
                 "CPU % for 100k feeds / 5 min (measured)",
                 "%",
+                Target("<=", 10) if scenario.headline else None,
                 figures=paced,
                 suffix="_paced",
                 compare=False,
@@ -464,8 +548,12 @@ def _pinned_to(core: int | None) -> Iterator[None]:
 # --- worker: Starling ----------------------------------------------------------------
 
 
-async def starling_worker(args: argparse.Namespace) -> dict[str, Any]:
-    """Set up `args.feeds` subscriptions, run the app, measure a paced and a full-speed phase."""
+async def _subscribed_app(args: argparse.Namespace, interval_s: float) -> tuple[Any, Any, Any]:
+    """The real app with `args.feeds` subscriptions polled every `interval_s`, not yet running.
+
+    Setup: one real fetch per feed gives the baseline keys and the cursor, as /follow does.
+    Returns (app, timed source, chat).
+    """
     from bench.harness import BenchChat, build_app, timed_source
     from bot.config import load_settings
     from bot.model import Filters, TargetKind
@@ -476,10 +564,6 @@ async def starling_worker(args: argparse.Namespace) -> dict[str, Any]:
     chat = BenchChat()
     app = await build_app(settings, chat)
     source = timed_source(app)
-    paced_interval = args.feeds / args.paced_rate
-
-    # Setup: one real fetch per feed gives the baseline keys and the cursor, as /follow does.
-    started = time.perf_counter()
     slots = asyncio.Semaphore(100)
 
     async def first_fetch(i: int) -> tuple[Any, Any]:
@@ -494,13 +578,23 @@ async def starling_worker(args: argparse.Namespace) -> dict[str, Any]:
             channels[i % len(channels)],
             target,
             Filters(),
-            paced_interval if args.paced_seconds else INTERVAL_S,
+            interval_s,
             "bench",
             baseline_keys=[p.uid for p in result.posts],
             backlog=lambda sub, channel_id: [],
             cursor=result.cursor,
         )
     del fetched
+    return app, source, chat
+
+
+async def starling_worker(args: argparse.Namespace) -> dict[str, Any]:
+    """Set up `args.feeds` subscriptions, run the app, measure a paced and a full-speed phase."""
+    paced_interval = args.feeds / args.paced_rate
+    started = time.perf_counter()
+    app, source, chat = await _subscribed_app(
+        args, paced_interval if args.paced_seconds else INTERVAL_S
+    )
     setup_s = time.perf_counter() - started
 
     # The app runs as in production; `App.run` loads the subscriptions into the scheduler.
@@ -600,6 +694,106 @@ async def _measure(
         "admitted": after["admitted"] - before["admitted"],
         "queued_at_end": app.dispatcher.queued(),
     }
+
+
+async def timely_worker(args: argparse.Namespace) -> dict[str, Any]:
+    """Publish → chat send for items the server published at real times, at a steady pace.
+
+    Every feed is polled each `args.interval` by the app's own scheduler. After one whole
+    cycle (`args.warmup`), a window of `args.seconds`: the items published in it at least
+    interval + 2 s before its end are measured, each from its publish time (written by the
+    server into its link) to the chat send that carried it. After the window the worker
+    waits for the measured items still missing, up to another interval + 2 s; an item
+    that never arrives counts as late.
+    """
+    app, source, chat = await _subscribed_app(args, args.interval)
+    source.recording = True  # fetch times, for the fetch → send part of the same items
+    running = asyncio.create_task(app.run())
+    await asyncio.sleep(args.warmup)
+    first_send = len(chat.sends)
+    before = _snapshot(app, source, chat, args.server_pid)
+    start = time.time()
+    await asyncio.sleep(args.seconds)
+    end = time.time()
+    after = _snapshot(app, source, chat, args.server_pid)
+    budget = args.interval + TIMELY_SLACK_S
+    published = await _published(args.url, start, end)
+    cutoff_ms = (end - budget) * 1000
+    expected = {(i, v): ms for i, v, ms in published if ms < cutoff_ms}
+
+    sent: dict[tuple[int, int], tuple[float, float, str]] = {}  # item: (wall, perf, link)
+    scanned = first_send
+    deadline = time.monotonic() + budget
+    while True:
+        for send in chat.sends[scanned:]:
+            for link in send.links:
+                match = TIMED_LINK.search(link)
+                if match:
+                    item = (int(match[1]), int(match[2]))
+                    sent.setdefault(item, (send.wall, send.at, link))
+        scanned = len(chat.sends)
+        if all(item in sent for item in expected) or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.1)
+    app.stop()
+    await running
+
+    latencies: list[float] = []
+    fetch_to_send: list[float] = []
+    for item, ms in expected.items():
+        if item not in sent:
+            latencies.append(math.inf)
+            continue
+        wall, at, link = sent[item]
+        latencies.append(wall - ms / 1000)
+        fetched_at = source.fetched_at.get(link)
+        if fetched_at is not None:
+            fetch_to_send.append(at - fetched_at)
+    latencies.sort()
+    fetch_to_send.sort()
+    on_time = sum(latency <= budget for latency in latencies)
+    window = after["wall"] - before["wall"]
+    cpu = after["cpu"] - before["cpu"]
+    other_cpu = None
+    if None not in (before["server_cpu"], after["server_cpu"], before["machine_busy"]):
+        server_cpu = after["server_cpu"] - before["server_cpu"]
+        machine = after["machine_busy"] - before["machine_busy"]
+        other_cpu = max(0.0, machine - server_cpu - cpu) / window * 100
+    return {
+        "feeds": args.feeds,
+        "interval_s": args.interval,
+        "budget_s": budget,
+        "window_s": window,
+        "published": len(published),
+        "published_per_s": len(published) / (end - start),
+        "measured": len(expected),
+        "on_time": on_time,
+        "on_time_pct": on_time / len(expected) * 100 if expected else math.nan,
+        "undelivered": sum(item not in sent for item in expected),
+        "latency_p50_s": percentile(latencies, 0.50),
+        "latency_p99_s": percentile(latencies, 0.99),
+        "latency_max_s": latencies[-1] if latencies else math.nan,
+        "fetch_send_samples": len(fetch_to_send),
+        "fetch_send_p99_ms": percentile(fetch_to_send, 0.99) * 1000,
+        "polls_per_s": (after["polls"] - before["polls"]) / window,
+        "cpu_busy_pct": cpu / window * 100,
+        "other_cpu_pct": other_cpu,
+        "errors": after["errors"] - before["errors"],
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+async def _published(base_url: str, since: float, until: float) -> list[tuple[int, int, int]]:
+    """The server's timed items published in [since, until) (wall clock, s): (feed, version, ms)."""
+    import aiohttp
+
+    query = {"since_ms": str(int(since * 1000)), "until_ms": str(int(until * 1000))}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{base_url}/_control/synth/published", params=query) as resp,
+    ):
+        resp.raise_for_status()
+        return [(int(i), int(v), int(ms)) for i, v, ms in await resp.json()]
 
 
 def _snapshot(app: Any, source: Any, chat: Any, server_pid: int | None) -> dict[str, Any]:
@@ -730,18 +924,29 @@ def main(argv: list[str] | None = None) -> int:
     star.add_argument("--data-dir", required=True)
     star.add_argument("--server-pid", type=int, default=0)
     star.add_argument("--profile", help="cProfile the measured window into this file")
+    timely = sub.add_parser("timely", help="publish → chat send at a steady pace")
+    timely.add_argument("--url", required=True)
+    timely.add_argument("--feeds", type=int, required=True)
+    timely.add_argument("--channels", type=int, default=50)
+    timely.add_argument("--interval", type=float, required=True, help="each feed's poll interval")
+    timely.add_argument("--warmup", type=float, required=True, help="one whole polling cycle")
+    timely.add_argument("--seconds", type=float, default=40.0)
+    timely.add_argument("--data-dir", required=True)
+    timely.add_argument("--server-pid", type=int, default=0)
     base = sub.add_parser("baseline", help="run the sequential feedparser baseline")
     base.add_argument("--url", required=True)
     base.add_argument("--feeds", type=int, required=True)
     base.add_argument("--seconds", type=float, default=10.0)
     rss = sub.add_parser("rss", help="RSS at rest of an app loaded from a data dir")
     rss.add_argument("--data-dir", required=True)
-    for p in (star, base, rss):
+    for p in (star, timely, base, rss):
         p.add_argument("--out", required=True, help="write the figures here as JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format=f"[{args.worker}] %(levelname)s %(message)s")
     if args.worker == "starling":
         figures = asyncio.run(starling_worker(args))
+    elif args.worker == "timely":
+        figures = asyncio.run(timely_worker(args))
     elif args.worker == "baseline":
         figures = baseline_worker(args)
     else:

@@ -97,6 +97,9 @@ class Send:
     at: float  # time.perf_counter() when the chat was asked to send
     key: str  # the idempotency key
     links: tuple[str, ...]  # the permalink of each post the message carries
+    # time.time() at the same moment: compares with a time another process noted, such
+    # as a feed server's publish time (wall clock, since it is written into the feed)
+    wall: float = 0.0
 
 
 class BenchChat:
@@ -126,7 +129,7 @@ class BenchChat:
         await self._closed.wait()
 
     async def send(self, channel: ChannelRef, message: RichMessage, key: str) -> str:
-        self.sends.append(Send(time.perf_counter(), key, self.links(message)))
+        self.sends.append(Send(time.perf_counter(), key, self.links(message), time.time()))
         return f"{channel.native_id}:{len(self.sends)}"
 
     async def edit(self, channel: ChannelRef, message_ref: str, message: RichMessage) -> None:

@@ -14,6 +14,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -347,24 +348,22 @@ class App:
         stored = await self.store.find_resource(target)
         if stored is None:
             for state in list(self.scheduler.states.values()):
-                if state.stored.target == target:
+                if state.target == target:
                     self.scheduler.remove(state.id)
             self._restart_stream(target.network)
             return
-        followers = [
+        followers = tuple(
             self._follower(sub, channel_id)
             for sub, channel_id in await self.store.subscriptions_for(stored.id)
-        ]
+        )
         existing = self.scheduler.states.get(stored.id)
         if not followers:
             self.scheduler.remove(stored.id)
             self._restart_stream(target.network)
             return
-        interval = min(f.subscription.interval_s for f in followers)
+        interval = min(f.interval_s for f in followers)
         if existing is None:
-            self.scheduler.add(
-                ResourceState(stored, followers, interval, stored.cursor), first_in=interval
-            )
+            self.scheduler.add(ResourceState.of(stored, followers, interval), first_in=interval)
         else:
             existing.followers = followers
             if interval != existing.interval_s:
@@ -374,41 +373,65 @@ class App:
 
     def _follower(self, sub: Subscription, channel_id: int) -> Follower:
         grouped = sub.mirror_of is not None or sub.id in self._mirrored
-        return Follower(sub, channel_id, CompiledFilters.of(sub.filters), grouped)
+        return Follower.of(sub, channel_id, grouped=grouped)
 
     async def load_resources(self) -> int:
-        rows = await self.store.load_followers()
-        self._mirrored = {sub.mirror_of for _, sub, _ in rows if sub.mirror_of is not None}
-        grouped: dict[int, tuple[StoredResource, list[Follower]]] = {}
-        for stored, sub, channel_id in rows:
-            entry = grouped.setdefault(stored.id, (stored, []))
-            entry[1].append(self._follower(sub, channel_id))
-        for stored, followers in grouped.values():
-            interval = min(f.subscription.interval_s for f in followers)
-            self.scheduler.add(ResourceState(stored, followers, interval, stored.cursor))
-        return len(grouped)
+        """Schedule every active resource; the store yields each one's followers together.
+
+        Each state is built as soon as its last follower is read, so nothing of the
+        load outlives its chunk (kept objects interleaved with freed ones hold RSS).
+        """
+        self._mirrored = set()
+        resources = 0
+        current: StoredResource | None = None
+        batch: list[Follower] = []
+
+        def schedule() -> None:
+            if current is not None and batch:
+                interval = min(f.interval_s for f in batch)
+                self.scheduler.add(ResourceState.of(current, tuple(batch), interval))
+            batch.clear()
+
+        async for chunk in self.store.load_followers():
+            for stored, sub, channel_id in chunk:
+                if current is None or stored.id != current.id:
+                    schedule()
+                    current = stored
+                    resources += 1
+                if sub.mirror_of is not None:
+                    self._mirrored.add(sub.mirror_of)
+                batch.append(self._follower(sub, channel_id))
+        schedule()
+        if self._mirrored:  # a primary is `grouped` too, but its mirror may load after it
+            for state in self.scheduler.states.values():
+                if any(f.sub_id in self._mirrored and not f.grouped for f in state.followers):
+                    state.followers = tuple(
+                        replace(f, grouped=True) if f.sub_id in self._mirrored else f
+                        for f in state.followers
+                    )
+        return resources
 
     def _state_of(self, sub_id: int) -> ResourceState | None:
         for state in self.scheduler.states.values():
-            if any(f.subscription.id == sub_id for f in state.followers):
+            if any(f.sub_id == sub_id for f in state.followers):
                 return state
         return None
 
-    def mirror_footer(self, sub: Subscription) -> str | None:
+    def mirror_footer(self, mirror: Follower, mirror_network: str) -> str | None:
         """While the primary's host is down, a mirror relays — and says so."""
-        if sub.mirror_of is None:
+        if mirror.mirror_of is None:
             return None
-        primary = self._primary_states.get(sub.mirror_of)
+        primary = self._primary_states.get(mirror.mirror_of)
         if primary is None or primary.id not in self.scheduler.states:
-            primary = self._state_of(sub.mirror_of)
+            primary = self._state_of(mirror.mirror_of)
             if primary is None:
                 return None
-            self._primary_states[sub.mirror_of] = primary
-        network = primary.stored.target.network
+            self._primary_states[mirror.mirror_of] = primary
+        network = primary.target.network
         tracker = self.outages.trackers.get((network, primary.host))
         if tracker is None or tracker.state is not HostState.DOWN:
             return None
-        return f"via {sub.target.network}, standing in while {network} is down"
+        return f"via {mirror_network}, standing in while {network} is down"
 
     def _restart_stream(self, network: str) -> None:
         """(Re)open a streaming network's connection with the current set of targets.
@@ -424,11 +447,13 @@ class App:
         old = self._streams.pop(network, None)
         if old is not None:
             old.cancel()
-        states = [s for s in self.scheduler.states.values() if s.stored.target.network == network]
+        states = [s for s in self.scheduler.states.values() if s.target.network == network]
         if not states:
             return
-        targets = [s.stored.target for s in states]
-        cursors = {s.stored.target.resource_key: s.cursor for s in states}
+        targets = [s.target for s in states]
+        cursors = {s.target.resource_key: s.cursor for s in states}
+        # The sink's own index, built per (re)start: polled-only networks need none.
+        by_key = {s.target.resource_key: s for s in states}
         stream = source
         link = getattr(source, "stream_host", None)  # optional: the host serving a stream
         if callable(link):
@@ -441,8 +466,8 @@ class App:
             *,
             deleted: Sequence[Tombstone] = (),
         ) -> None:
-            state = self.scheduler.by_key.get(target.resource_key)
-            if state is not None:
+            state = by_key.get(target.resource_key)
+            if state is not None and self.scheduler.states.get(state.id) is state:
                 await self.relay.ingest(state, posts, cursor, deleted)
 
         self._streams[network] = self.supervisor.supervise(
@@ -455,8 +480,8 @@ class App:
         return [
             state
             for state in self.scheduler.states.values()
-            if state.stored.target.network == network
-            and (state.host == host or (linked is not None and linked(state.stored.target) == host))
+            if state.target.network == network
+            and (state.host == host or (linked is not None and linked(state.target) == host))
         ]
 
     def affected_channels(self, network: str, host: str) -> dict[int, tuple[ChannelRef, int]]:
@@ -470,7 +495,7 @@ class App:
         channels: dict[int, tuple[ChannelRef, int]] = {}
         for state in self._on_host(network, host):
             for follower in state.followers:
-                ref, count = channels.get(follower.channel_id, (follower.subscription.channel, 0))
+                ref, count = channels.get(follower.channel_id, (follower.channel, 0))
                 channels[follower.channel_id] = (ref, count + 1)
         return channels
 
@@ -479,7 +504,7 @@ class App:
             1
             for state in self.scheduler.states.values()
             for f in state.followers
-            if f.subscription.channel.platform == failing
+            if f.channel.platform == failing
         )
         return {
             channel_id: (channel, waiting)
@@ -511,8 +536,8 @@ class App:
     async def _paused(self, item: OutboxItem, reason: str) -> None:
         await self.store.pause_subscription(item.subscription_id, reason)
         for state in self.scheduler.states.values():
-            if any(f.subscription.id == item.subscription_id for f in state.followers):
-                await self._refresh_resource(state.stored.target)
+            if any(f.sub_id == item.subscription_id for f in state.followers):
+                await self._refresh_resource(state.target)
                 break
         log.warning("subscription #%d paused: %s", item.subscription_id, reason)
 
@@ -532,7 +557,7 @@ class App:
             hosts = by_network.get(name, [])
             if not hosts:
                 lines.append(f"{name}: no requests yet")
-                lines += self._extra_status(name)
+                lines += await self._extra_status(name)
                 continue
             trackers = {t.host: t for t in self.outages.state_of(name)}
             unwell = [t for t in trackers.values() if t.state is not HostState.UP]
@@ -543,7 +568,7 @@ class App:
             ok_text = f", last success {hhmm(last_ok)}" if last_ok else ""
             count = f"{len(hosts)} host{'s' if len(hosts) != 1 else ''}"
             lines.append(f"{name}: {state} — {count}{ok_text}")
-            lines += self._extra_status(name)
+            lines += await self._extra_status(name)
             if self.status_pages is not None:
                 lines += [f"  {line}" for line in self.status_pages.status_lines(name)]
             for h in [h for h in hosts if h.consecutive_failures][:10]:
@@ -582,9 +607,17 @@ class App:
                     )
         return "\n".join(lines)
 
-    def _extra_status(self, name: str) -> list[str]:
-        """A network may add its own figures (e.g. X's reads used today): optional."""
-        extra = getattr(self.networks[name], "status_lines", None)
+    async def _extra_status(self, name: str) -> list[str]:
+        """A network may add its own figures (e.g. X's reads used today): optional.
+
+        `refresh_status()`, also optional, loads what those lines show from the store
+        first, so a restarted bot reports today's figures before its first request.
+        """
+        network = self.networks[name]
+        refresh = getattr(network, "refresh_status", None)
+        if callable(refresh):
+            await refresh()
+        extra = getattr(network, "status_lines", None)
         return [f"  {line}" for line in extra()] if callable(extra) else []
 
     # --- lifecycle ------------------------------------------------------------------

@@ -147,8 +147,8 @@ class Dispatcher:
         uids = {t.uid for t in deleted}
         if not uids:
             return
-        # Remembered first: a failed send re-queued from here on checks this set.
-        self.retractor.remember(uids)
+        # `retractor.retract` remembers them before its first await, so no send can fail
+        # and be re-queued between this walk and the check of `retractor.deleted`.
         for lane in self._lanes.values():
             if any(item.post_uid in uids for item in lane.items):
                 kept = [item for item in lane.items if item.post_uid not in uids]
@@ -207,12 +207,11 @@ class Dispatcher:
             batch = [lane.items.popleft() for _ in range(min(size, len(lane.items)))]
             await self._store.mark_sending([item.id for item in batch])
             delivered: list[tuple[OutboxItem, str]] = []
+            refs: dict[str, str] = {}  # post uid → message ref, for replies in this batch
             for index, item in enumerate(batch):
                 message = item.message
                 if message.reply_to:
-                    message = await self._threaded(
-                        item, {i.post_uid: r for i, r in delivered} if delivered else {}
-                    )
+                    message = await self._threaded(item, refs)
                 await self._platform_slot(chat)
                 started = self._clock.monotonic()
                 try:
@@ -232,6 +231,7 @@ class Dispatcher:
                 lane.last_send = started
                 crashpoint("after_send")
                 delivered.append((item, ref))
+                refs[item.post_uid] = ref
             if delivered:
                 await self._recorded(delivered)
         self._lanes.pop(channel_id, None)
@@ -261,9 +261,7 @@ class Dispatcher:
         crashpoint("after_record")
         self.delivered += len(delivered)
         for item, _ in delivered:
-            waiter = self._waiters.pop(item.id, None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(True)
+            self._settled(item.id, True)
         gone = self.retractor.deleted
         if gone and (late := [i.post_uid for i, _ in delivered if i.post_uid in gone]):
             await self.retractor.delivered_late(late)  # deleted upstream while it was sent
@@ -304,9 +302,7 @@ class Dispatcher:
             log.warning("channel %s refused delivery: %s", item.channel.native_id, err)
             await self._store.defer(item.id, float("inf"), str(err))
             await self._on_permanent_failure(item, str(err))
-            waiter = self._waiters.pop(item.id, None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(False)
+            self._settled(item.id, False)
             return
         delay = err.retry_after_s or min(RETRY_BASE_S * 2**item.attempts, RETRY_MAX_S)
         not_before = self._clock.now().timestamp() + delay

@@ -141,13 +141,11 @@ class HealthBook:
             )
             for h in (self.hosts[k] for k in dirty)
         ]
-        await store.save_health(minutes, hosts)
-        await store.save_health_days(
-            [
-                HealthDay(net, day, outcome, int(v[0]), v[1])
-                for (net, day, outcome), v in per_day.items()
-            ]
-        )
+        days = [
+            HealthDay(net, day, outcome, int(v[0]), v[1])
+            for (net, day, outcome), v in per_day.items()
+        ]
+        await store.save_health(minutes, hosts, days)
 
     def by_network(self) -> dict[str, list[HostHealth]]:
         grouped: dict[str, list[HostHealth]] = defaultdict(list)

@@ -43,9 +43,6 @@ class KnownPosts:
         """`(post.uid, post.edited_at) in known`."""
         return _digest(*key) in self._digests
 
-    def __len__(self) -> int:
-        return len(self._digests)
-
 
 known_posts: ContextVar[KnownPosts | None] = ContextVar("known_posts", default=None)
 

@@ -175,7 +175,7 @@ class _AppCollector:
         resources: dict[str, int] = defaultdict(int)
         subscriptions: dict[str, int] = defaultdict(int)
         for state in self.scheduler.states.values():
-            network = state.stored.target.network
+            network = state.target.network
             resources[network] += 1
             subscriptions[network] += len(state.followers)
         yield _by_network("starling_resources", "Followed resources, by network.", resources)

@@ -294,16 +294,20 @@ class OutageWatch:
             self.open[(row.network, row.host)] = outage
             pool = self.pools.get((row.network, row.host))
             for host in sorted(pool.hosts) if pool else [row.host]:
-                tracker = HostTracker(row.network, host, state=HostState.DOWN)
-                tracker.failing_since = row.started_at
-                tracker.failures_in_row = self.rules.failures_to_down
-                tracker.last_detail = row.detail
-                self.trackers[(row.network, host)] = tracker
+                self._resume_down(row.network, host, outage, self.rules.failures_to_down)
             if pool is not None:
-                tracker = HostTracker(row.network, row.host, state=HostState.DOWN)
-                tracker.failing_since = row.started_at
-                tracker.last_detail = row.detail
-                self.trackers[(row.network, row.host)] = tracker
+                self._resume_down(row.network, row.host, outage, 0)
+
+    def _resume_down(self, network: str, host: str, outage: OpenOutage, failures: int) -> None:
+        """A tracker that starts DOWN, as the open `outage` left it before the restart."""
+        self.trackers[(network, host)] = HostTracker(
+            network,
+            host,
+            state=HostState.DOWN,
+            failures_in_row=failures,
+            failing_since=outage.started_at,
+            last_detail=outage.detail,
+        )
 
     async def run(self) -> None:
         while True:

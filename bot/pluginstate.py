@@ -9,16 +9,20 @@ once it is open; a plugin reads and writes its state only at run time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from bot.store.base import Store
 
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def retire_legacy_file(path: Path) -> None:
@@ -105,3 +109,76 @@ class StoreState:
 
     async def prune(self, older_than_s: float) -> int:
         return await self._store().plugin_state_prune(self.namespace, time.time() - older_than_s)
+
+
+class KeyedJournal(Generic[T]):
+    """Values by idempotency key in a plugin's state, kept for `keep_s`.
+
+    The publishers' crash-safety record: `put` is committed when it returns, so what
+    a post-back is about to send is on disk before it leaves. Entries are
+    `<prefix><key>`; `encode`/`decode` turn a value into text and back (`decode` may
+    raise ValueError, KeyError, TypeError or AttributeError for an unreadable entry,
+    which then counts as absent). Before the store held plugin state, journals were
+    files: `read_legacy` yields that file's (key, value, written at) entries, which
+    are imported once, on first use, before the file is renamed `*.imported`.
+    """
+
+    def __init__(
+        self,
+        state: PluginState,
+        *,
+        prefix: str,
+        keep_s: float,
+        encode: Callable[[T], str],
+        decode: Callable[[str], T],
+        legacy: Path | None = None,
+        read_legacy: Callable[[Path], Iterable[tuple[str, T, float]]] | None = None,
+        label: str = "journal",
+    ) -> None:
+        self._state = state
+        self._prefix = prefix
+        self._keep_s = keep_s
+        self._encode = encode
+        self._decode = decode
+        self._legacy = legacy if read_legacy is not None else None
+        self._read_legacy = read_legacy
+        self._label = label
+        self._ready = False
+        self._lock = asyncio.Lock()
+
+    async def get(self, key: str) -> T | None:
+        await self._import_legacy()
+        text = await self._state.get(self._prefix + key)
+        if text is None:
+            return None
+        try:
+            return self._decode(text)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            log.warning("%s: the entry for %r is unreadable; treating it as new", self._label, key)
+            return None
+
+    async def put(self, key: str, value: T) -> None:
+        """Commit `value` (before it is sent anywhere); forget entries past `keep_s`."""
+        await self._import_legacy()
+        await self._state.put(self._prefix + key, self._encode(value))
+        await self._state.prune(self._keep_s)
+
+    async def _import_legacy(self) -> None:
+        if self._ready:
+            return
+        async with self._lock:
+            legacy, read = self._legacy, self._read_legacy
+            if self._ready or legacy is None or read is None or not legacy.is_file():
+                self._ready = True
+                return
+            cutoff = time.time() - self._keep_s
+            try:
+                entries = list(read(legacy))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+                log.warning("%s: could not read the old file %s: %s", self._label, legacy, err)
+                entries = []
+            for key, value, at in entries:
+                if at >= cutoff and await self._state.get(self._prefix + key) is None:
+                    await self._state.put(self._prefix + key, self._encode(value))
+            retire_legacy_file(legacy)
+            self._ready = True

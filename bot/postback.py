@@ -287,13 +287,13 @@ class PostBack:
             postback = await self._store.create_postback(
                 inv.channel, inv.user, draft, networks, "awaiting_approval", thread=request.thread
             )
-            await self._keep_images(postback.id, images)
+            self._keep_images(postback.id, images)
             await self._show_request(postback, previews)
             return Reply(f"Asked for approval: request #{postback.id} is waiting for an approver.")
         postback = await self._store.create_postback(
             inv.channel, inv.user, draft, networks, "approved", thread=request.thread
         )
-        await self._keep_images(postback.id, images)
+        self._keep_images(postback.id, images)
         lines = await self.send(postback)
         return Reply(
             f"Post #{postback.id}: " + "; ".join(lines),
@@ -301,7 +301,7 @@ class PostBack:
             actions=(delete_button(postback.id),),
         )
 
-    async def _keep_images(self, postback_id: int, images: tuple[DraftImage, ...]) -> None:
+    def _keep_images(self, postback_id: int, images: tuple[DraftImage, ...]) -> None:
         """The downloaded bytes, for the sends to come; the links are in the post's row."""
         if images:
             self._image_cache[postback_id] = images
@@ -404,9 +404,7 @@ class PostBack:
         claimed = await self._store.decide_postback(last.id, "undone", inv.user, "approved")
         if claimed is None:
             current = await self._store.get_postback(last.id) or last
-            when = hhmm(current.decided_at) if current.decided_at else "earlier"
-            raise UserError(f"post #{last.id} was already removed by "
-                            f"{current.decided_by or 'someone'} at {when}")  # fmt: skip
+            raise _already_removed(last.id, current)
         removed, problems = [], []
         async with self._lock(last.id):  # a send in progress finishes first
             fresh = await self._store.get_postback(last.id) or claimed
@@ -453,10 +451,7 @@ class PostBack:
         ):
             raise UserError(f"only its author or an approver can remove post #{arg}")
         if postback.state == "undone":
-            when = hhmm(postback.decided_at) if postback.decided_at else "earlier"
-            raise UserError(
-                f"post #{arg} was already removed by {postback.decided_by or 'someone'} at {when}"
-            )
+            raise _already_removed(arg, postback)
         if postback.state != "approved":
             raise UserError(f"post #{arg} was never posted ({postback.state.replace('_', ' ')})")
         return postback
@@ -616,6 +611,14 @@ class PostBack:
             await chat.send(postback.channel, RichMessage(text=defuse(text)), key)
         except Exception:
             log.warning("could not report post #%d in its channel", postback.id, exc_info=True)
+
+
+def _already_removed(number: int | str, postback: Postback) -> UserError:
+    """What /undo says about a post someone already removed (by number as it was given)."""
+    when = hhmm(postback.decided_at) if postback.decided_at else "earlier"
+    return UserError(
+        f"post #{number} was already removed by {postback.decided_by or 'someone'} at {when}"
+    )
 
 
 def _published(target: PostTarget) -> tuple[str, ...]:

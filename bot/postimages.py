@@ -77,9 +77,8 @@ class ImageFetcher:
                         f"image {number} ({image.url}) did not arrive within {FETCH_TIMEOUT_S:g} s"
                     ) from None
                 except (aiohttp.ClientError, OSError) as err:
-                    cause = err.__cause__ if isinstance(err.__cause__, BlockedAddressError) else err
-                    if isinstance(cause, BlockedAddressError):
-                        raise UserError(f"image {number}: {cause}") from None
+                    if isinstance(err.__cause__, BlockedAddressError):  # refused on connect
+                        raise UserError(f"image {number}: {err.__cause__}") from None
                     raise UserError(
                         f"image {number} ({image.url}) could not be downloaded: "
                         f"{err or type(err).__name__}"

@@ -57,7 +57,12 @@ class PluginContext:
 
 @runtime_checkable
 class Source(Protocol):
-    """Reads one network: resolves what a member asked to follow, then fetches it."""
+    """Reads one network: resolves what a member asked to follow, then fetches it.
+
+    Optional attribute the core honours when present: `reads_known_posts = True` makes
+    the relay publish `bot.known.known_posts` during `fetch` (posts it already holds may
+    come back as placeholders); other sources pay nothing for it.
+    """
 
     async def resolve(self, kind: TargetKind, query: str) -> Target:
         """Turn chat input into a canonical target; raise `UserError` with a one-line reason."""
@@ -161,7 +166,8 @@ class Network(Protocol):
 
     Optional attributes the core honours when present: `default_interval_s` and
     `min_interval_s` (gentler polling for costly APIs), `status_lines()` (extra
-    figures for /status), and `publisher.account` (shown by /accounts).
+    figures for /status) with `async refresh_status()` (loads them first), and
+    `publisher.account` (shown by /accounts).
     """
 
     name: str

@@ -24,7 +24,15 @@ from bot.dispatch import Dispatcher
 from bot.filters import CompiledFilters
 from bot.health import polling
 from bot.known import KnownPosts, is_placeholder, known_posts, pack
-from bot.model import FetchResult, Post, RichMessage, Subscription, Tombstone
+from bot.model import (
+    ChannelRef,
+    FetchResult,
+    Post,
+    RichMessage,
+    Subscription,
+    Target,
+    Tombstone,
+)
 from bot.protocols import Source
 from bot.render import render
 from bot.store.base import NewOutboxRow, Store, StoredResource
@@ -41,35 +49,63 @@ NEVER_EDITED = "-"  # stored version of a post admitted unedited; "" means not k
 
 @dataclass(frozen=True, slots=True)
 class Follower:
-    """A subscription as the relay needs it: compiled filters and its channel's row id."""
+    """A subscription as the relay needs it: its channel's row id and compiled filters.
 
-    subscription: Subscription
+    Only what polling needs, not the whole `Subscription`: 100,000 of these stay in
+    memory. `since` is the subscription's creation (epoch seconds): an edit of a post
+    written before the follow is no news.
+    """
+
+    sub_id: int
+    channel: ChannelRef
     channel_id: int
     filters: CompiledFilters
+    interval_s: float
+    since: float | None = None
+    mirror_of: int | None = None  # stands in for that subscription while its network is down
     grouped: bool = False  # in a mirror group: cross-posts are recognised by fingerprint
+
+    @classmethod
+    def of(cls, sub: Subscription, channel_id: int, *, grouped: bool = False) -> Follower:
+        since = sub.created_at.timestamp() if sub.created_at is not None else None
+        return cls(
+            sub.id,
+            sub.channel,
+            channel_id,
+            CompiledFilters.of(sub.filters),
+            sub.interval_s,
+            since,
+            sub.mirror_of,
+            grouped,
+        )
 
 
 @dataclass(slots=True)
 class ResourceState:
     """What the relay keeps in memory per resource (kept small: 100k of these fit)."""
 
-    stored: StoredResource
-    followers: list[Follower]
+    id: int
+    target: Target
+    stored_cursor: str | None  # the cursor in the store: it moves once deliveries are recorded
+    followers: tuple[Follower, ...]
     interval_s: float
-    cursor: str | None
+    cursor: str | None  # where the next fetch starts (may be ahead of the stored one)
     digest: int = 0  # hash of the last fetch's keys: unchanged → no database work
     host: str = ""  # the host its last request went to (for outage announcements)
     admitted: int = 0  # posts queued so far this run (for "N posts caught up")
     known: bytes = b""  # the last admitted fetch, `bot.known.pack`ed: sources skip rebuilding it
     # The scheduler's bookkeeping, here rather than in an object of its own (memory).
     failures: int = 0  # consecutive failed polls (backoff)
-    generation: int = 0  # heap entries of another generation are stale
+    # The scheduler's bucket this resource waits in; entries in any other bucket are stale.
+    bucket: list[ResourceState] | None = field(default=None, repr=False)
     running: bool = False
     advance: asyncio.Task[None] | None = field(default=None, repr=False)
 
-    @property
-    def id(self) -> int:
-        return self.stored.id
+    @classmethod
+    def of(
+        cls, stored: StoredResource, followers: tuple[Follower, ...], interval_s: float
+    ) -> ResourceState:
+        return cls(stored.id, stored.target, stored.cursor, followers, interval_s, stored.cursor)
 
 
 class StalePlaceholder(Exception):
@@ -85,7 +121,7 @@ class Relay:
         supervisor: Supervisor,
         *,
         text_limit: int,
-        mirror_footer: Callable[[Subscription], str | None] = lambda sub: None,
+        mirror_footer: Callable[[Follower, str], str | None] = lambda follower, network: None,
     ) -> None:
         self._store = store
         self._sources = sources
@@ -94,6 +130,16 @@ class Relay:
         self._text_limit = text_limit
         self._mirror_footer = mirror_footer
         self.admitted = 0
+        # Networks whose source opted in to `bot.known` (`reads_known_posts`), asked once
+        # per network: only for those is a fetch's record packed and published.
+        self._reads_known: dict[str, bool] = {}
+
+    def _wants_known(self, network: str) -> bool:
+        wants = self._reads_known.get(network)
+        if wants is None:
+            source = self._sources.get(network)
+            wants = self._reads_known[network] = bool(getattr(source, "reads_known_posts", False))
+        return wants
 
     async def poll(self, state: ResourceState) -> FetchResult:
         """Fetch one resource and queue what is new; raises `UpstreamError` on failure."""
@@ -111,13 +157,14 @@ class Relay:
         return result
 
     async def _fetch(self, state: ResourceState) -> FetchResult:
-        target = state.stored.target
+        target = state.target
         token = polling.set(state)
-        known = known_posts.set(KnownPosts(state.known) if state.known else None)
+        known = known_posts.set(KnownPosts(state.known)) if state.known else None
         try:
             return await self._sources[target.network].fetch(target, state.cursor)
         finally:
-            known_posts.reset(known)
+            if known is not None:
+                known_posts.reset(known)
             polling.reset(token)
 
     async def ingest(
@@ -168,14 +215,18 @@ class Relay:
             state.admitted += len(items)
             if items:
                 crashpoint("after_admit")
+        unchanged = digest == state.digest
         state.digest = digest
         # Durable now (or already, when the digest matched): the next fetch may skip them.
-        state.known = pack(posts) if state.followers else b""
+        if not state.followers:
+            state.known = b""
+        elif (not unchanged or not state.known) and self._wants_known(state.target.network):
+            state.known = pack(posts)  # same keys and versions pack to the same bytes
         futures = self._dispatcher.submit(items) if items else []
         # What was fetched is durable now (seen keys and outbox rows), so the next fetch
         # may start from the new position; the STORED cursor still waits for delivery.
         state.cursor = cursor
-        if cursor != state.stored.cursor or futures:
+        if cursor != state.stored_cursor or futures:
             self._advance_after(state, cursor, futures)
 
     def _rows(
@@ -196,12 +247,11 @@ class Relay:
             for follower in state.followers:
                 if not follower.filters.accepts(post):
                     continue
-                sub = follower.subscription
-                if post.edited_at is not None and _older_than(post, sub):
+                if post.edited_at is not None and _older_than(post, follower):
                     continue  # an edit of a post from before the follow is no news
                 footer = None
-                if sub.mirror_of is not None:
-                    footer = self._mirror_footer(sub)
+                if follower.mirror_of is not None:
+                    footer = self._mirror_footer(follower, state.target.network)
                     if footer is None:
                         continue  # a mirror speaks only while its primary is down
                 fingerprint = ""
@@ -213,13 +263,17 @@ class Relay:
                 if footer is not None:
                     mirrored = render(post, text_limit=self._text_limit, footer=footer)
                     rows.append(
-                        NewOutboxRow(follower.channel_id, sub.id, post.uid, mirrored, fingerprint)
+                        NewOutboxRow(
+                            follower.channel_id, follower.sub_id, post.uid, mirrored, fingerprint
+                        )
                     )
                     continue
                 if message is None:
                     message = render(post, text_limit=self._text_limit)
                 rows.append(
-                    NewOutboxRow(follower.channel_id, sub.id, post.uid, message, fingerprint)
+                    NewOutboxRow(
+                        follower.channel_id, follower.sub_id, post.uid, message, fingerprint
+                    )
                 )
         return rows
 
@@ -233,20 +287,20 @@ class Relay:
                 await asyncio.wait([previous])
             if futures:
                 await asyncio.wait(futures)
-            if all(f.result() for f in futures) and cursor != state.stored.cursor:
+            if all(f.result() for f in futures) and cursor != state.stored_cursor:
                 await self._store.set_cursor(state.id, cursor)
-                state.stored = StoredResource(state.id, state.stored.target, cursor)
+                state.stored_cursor = cursor
 
         state.advance = self._supervisor.spawn(advance(), name=f"cursor-{state.id}")
 
 
-def _older_than(post: Post, sub: Subscription) -> bool:
-    """Written before `sub` existed: a stream's edit event (Mastodon `status.update`)
+def _older_than(post: Post, follower: Follower) -> bool:
+    """Written before the follow: a stream's edit event (Mastodon `status.update`)
     can bring back a post the channel never saw; a follow starts from now."""
     return (
         post.created_at is not None
-        and sub.created_at is not None
-        and post.created_at < sub.created_at
+        and follower.since is not None
+        and post.created_at.timestamp() < follower.since
     )
 
 

@@ -35,14 +35,22 @@ def defuse(text: str) -> str:
 
 
 def cap(text: str, limit: int) -> str:
-    """Shorten at a word boundary with an ellipsis, so a cut is visible."""
+    """Shorten at a word boundary with an ellipsis, so a cut is visible.
+
+    A cut can turn defused text live again ("@channel00" cut to "@channel…"), so
+    the result is defused once more; if that made it longer, the cut moves back.
+    """
     if len(text) <= limit:
         return text
     cut = text[: limit - 1]
     space = cut.rfind(" ")
     if space > limit * 0.7:
         cut = cut[:space]
-    return cut.rstrip() + "…"
+    while True:
+        capped = defuse(cut.rstrip() + "…")
+        if len(capped) <= limit or not cut:
+            return capped
+        cut = cut[:-1]
 
 
 def _safe_url(url: str) -> str:

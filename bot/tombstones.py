@@ -13,6 +13,7 @@ finds no message and does nothing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -147,6 +148,4 @@ class Retractor:
         delay = err.retry_after_s or min(RETRY_BASE_S * 2 ** (attempts - 1), RETRY_MAX_S)
         log.info("retraction in %s deferred %.0f s: %s", row.channel.native_id, delay, err)
         await self._clock.sleep(delay)
-        queue.appendleft(
-            Retraction(row.channel_id, row.channel, row.post_uid, row.message_ref, attempts)
-        )
+        queue.appendleft(dataclasses.replace(row, attempts=attempts))

@@ -6,13 +6,16 @@ memory and count requests per path (`server.hits`) to assert conditional GET and
 one-fetch-per-resource behaviour. Registered as a pytest plugin for the
 `feed_server` fixture; `python -m tests.feedserver --port 0 --feeds N` runs it
 standalone for subprocess end-to-end tests and benchmarks, with N synthetic feeds
-at `/synth/<i>` and a small JSON control API under `/_control/`.
+at `/synth/<i>` and a small JSON control API under `/_control/`. With
+`--publish-rate R` a background task publishes R new synthetic items per second at
+real times, each stamped with that time, so a benchmark can measure publish → chat.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gzip
 import hashlib
 import json
@@ -20,6 +23,7 @@ import random
 import signal
 import socket
 import sys
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -294,6 +298,13 @@ class FeedServer:
     `synth_feeds` serves `/synth/<i>` for i in range(N) with pre-rendered
     documents; each request changes that feed (one new item, one dropped) with
     probability `synth_change`, so benchmarks can dial the share of 200s vs 304s.
+
+    `synth_publish_rate` > 0 publishes that many new items per second while the
+    server runs, at random times (a Poisson process) into random synthetic feeds,
+    independent of requests: items appear when a real author would post them, so a
+    poller's delay after publication can be measured. Each such item's link carries
+    its publish time (`?published_ms=<wall clock ms>`), and `synth_published` (also
+    `GET /_control/synth/published`) lists every one as (feed, version, ms).
     """
 
     def __init__(
@@ -306,6 +317,7 @@ class FeedServer:
         synth_items: int = 10,
         seed: int = 0,
         static_root: Path = FIXTURES,
+        synth_publish_rate: float = 0.0,
     ) -> None:
         self.host = host
         self.static_root = static_root.resolve()
@@ -321,6 +333,13 @@ class FeedServer:
         self._synth_versions = [0] * synth_feeds
         self._synth_cache: dict[int, tuple[int, Rendered]] = {}
         self._rng = random.Random(seed)
+        self.synth_publish_rate = synth_publish_rate
+        self.synth_published: list[tuple[int, int, int]] = []  # (feed, version, ms)
+        # Publish time of each timed item still in its feed's document, by feed and version.
+        self._synth_stamps: dict[int, dict[int, int]] = {}
+        # Its own generator, so the per-request changes draw the same sequence as before.
+        self._publish_rng = random.Random(seed + 1)
+        self._publisher: asyncio.Task[None] | None = None
         self._static_etags: dict[Path, tuple[float, bytes, str]] = {}
         self._gzip_bomb: dict[int, bytes] = {}
         self._runner: web.AppRunner | None = None
@@ -351,8 +370,15 @@ class FeedServer:
         await self._runner.setup()
         site = web.SockSite(self._runner, sock, backlog=1024)
         await site.start()
+        if self.synth_publish_rate > 0 and self._synth_versions:
+            self._publisher = asyncio.create_task(self._publish_forever())
 
     async def stop(self) -> None:
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await publisher
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -416,6 +442,7 @@ class FeedServer:
         app.router.add_post("/_control/feeds/{name}/items/{guid}", self._ctl_update_item)
         app.router.add_delete("/_control/feeds/{name}/items/{guid}", self._ctl_remove_item)
         app.router.add_get("/_control/hits", self._ctl_hits)
+        app.router.add_get("/_control/synth/published", self._ctl_synth_published)
         return app
 
     def _get_feed(self, request: web.Request) -> Feed:
@@ -450,6 +477,33 @@ class FeedServer:
             self._synth_cache[i] = cached
         return self._serve(request, cached[1])
 
+    async def _publish_forever(self) -> None:
+        """New items at `synth_publish_rate` per second, on a schedule that does not drift."""
+        loop = asyncio.get_running_loop()
+        rng = self._publish_rng
+        due = loop.time()
+        while True:
+            due += rng.expovariate(self.synth_publish_rate)
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.publish_synth(rng.randrange(len(self._synth_versions)))
+
+    def publish_synth(self, i: int) -> int:
+        """Publish one new item in synthetic feed `i` now; returns its publish time (ms).
+
+        The version bump changes the ETag and Last-Modified, as a per-request change does.
+        """
+        version = self._synth_versions[i] + 1
+        stamp = time.time_ns() // 1_000_000
+        self._synth_versions[i] = version
+        stamps = self._synth_stamps.setdefault(i, {})
+        stamps[version] = stamp
+        for old in [v for v in stamps if v <= version - self.synth_items]:
+            del stamps[old]  # no longer in the document
+        self.synth_published.append((i, version, stamp))
+        return stamp
+
     def _render_synth(self, i: int, version: int) -> Rendered:
         last_modified = EPOCH + timedelta(minutes=version)
         link = f"{self._base}/synth/{i}"
@@ -458,10 +512,13 @@ class FeedServer:
             f"<title>Synthetic feed {i}</title><link>{link}</link>"
             f"<description>synthetic</description>"
         ]
+        stamps = self._synth_stamps.get(i, {})
         for v in range(version, max(version - self.synth_items, -1), -1):
             when = _http_date(EPOCH + timedelta(minutes=v))
+            stamp = stamps.get(v)
+            query = f"?published_ms={stamp}" if stamp is not None else ""
             parts.append(
-                f"<item><title>Post {v} of feed {i}</title><link>{link}/{v}</link>"
+                f"<item><title>Post {v} of feed {i}</title><link>{link}/{v}{query}</link>"
                 f'<guid isPermaLink="false">synth-{i}-{v}</guid><pubDate>{when}</pubDate>'
                 f"<description>Body {v}</description></item>"
             )
@@ -669,6 +726,16 @@ class FeedServer:
     async def _ctl_hits(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(dict(self.hits))
 
+    async def _ctl_synth_published(self, request: web.Request) -> web.StreamResponse:
+        """Timed items as [feed, version, ms], optionally only `since_ms` <= ms < `until_ms`."""
+        try:
+            since = int(request.query.get("since_ms", "0"))
+            until = int(request.query.get("until_ms", str(2**63)))
+        except ValueError:
+            raise web.HTTPBadRequest(text="since_ms and until_ms are integers\n") from None
+        items = [list(p) for p in self.synth_published if since <= p[2] < until]
+        return web.json_response(items)
+
 
 @pytest_asyncio.fixture
 async def feed_server() -> AsyncIterator[FeedServer]:
@@ -689,6 +756,7 @@ async def _serve_forever(args: argparse.Namespace) -> None:
         synth_change=args.change,
         synth_items=args.items,
         seed=args.seed,
+        synth_publish_rate=args.publish_rate,
     )
     for kind in ("rss", "atom", "json"):
         feed = server.add_feed(f"demo-{kind}", kind)
@@ -716,6 +784,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--items", type=int, default=10, help="items per synthetic feed")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--publish-rate",
+        type=float,
+        default=0.0,
+        help="new /synth items per second, at random times into random feeds, each "
+        "stamped with its publish time (link ?published_ms=)",
+    )
     args = parser.parse_args(argv)
     if not (args.host.startswith("127.") or args.host in ("::1", "localhost")):
         parser.error("--host must be a loopback address")

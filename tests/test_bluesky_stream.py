@@ -158,7 +158,7 @@ async def test_follow_by_profile_link_then_posts_arrive_in_real_time_across_a_ho
     state = next(iter(bot.app.scheduler.states.values()))
     if state.advance is not None:
         await asyncio.wait([state.advance])
-    stored = await bot.app.store.find_resource(state.stored.target)
+    stored = await bot.app.store.find_resource(state.target)
     assert stored is not None
     assert stored.cursor is not None
     assert json.loads(stored.cursor)["stream_us"] >= log.events[-1].time_us - 3000

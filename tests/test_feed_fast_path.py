@@ -1,11 +1,12 @@
 """The fast parser's gate, proved over the whole feedparser corpus.
 
-`plugins.feeds.parse` reads a document with fastfeedparser only when `_fast_path_ok`
-says it reads that shape and encoding correctly, else with feedparser. Here every
-corpus file (and every hand-written fixture) that takes the fast path is parsed by
-feedparser too, and the posts a user would see must be the same: ids (so a feed that
-changes path never re-posts), titles, links, text, media, dates and authors.
-Undeclared UTF-8 documents are included: they take the fast path since round 2.
+`plugins.feeds.parse` reads a document with fastfeedparser only when
+`plugins.feeds.fastpath` says it reads that shape and encoding correctly, else with
+feedparser. Here every corpus file (and every hand-written fixture) that takes the
+fast path is parsed by feedparser too, and the posts a user would see must be the
+same: ids (so a feed that changes path never re-posts), titles, links, text, media,
+dates and authors. Undeclared UTF-8 documents are included: they take the fast path
+since round 2.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import fastfeedparser
 import pytest
 
 from bot.model import Post
+from plugins.feeds import fastpath as feeds_fastpath
 from plugins.feeds import parse as feeds_parse
 from plugins.feeds.parse import FeedParseError, ParsedFeed, parse_feed
 
@@ -108,7 +110,7 @@ def test_both_parsers_show_the_same_posts_for_every_fast_path_document(
         if not fast_results or not (fast_results[0] or {}).get("entries"):
             continue  # feedparser read it: nothing to compare
         fast_documents += 1
-        if not feeds_parse._XML_DECL_ENCODING.match(body[:1024]):
+        if not feeds_fastpath._XML_DECL_ENCODING.match(body[:1024]):
             undeclared += 1
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -134,7 +136,8 @@ def test_both_parsers_show_the_same_posts_for_every_fast_path_document(
         ("bare & in a URL", "entities/query_variable_entry.xml"),
         ("&#146; (windows-1252 in a reference)", "encoding/demoronize-1.xml"),
         ("markup after text in a summary", "wellformed/atom/entry_summary_naked_markup.xml"),
-        ("Media RSS group", "wellformed/media-rss/media_group.xml"),
+        ("a media:title as the only title", "wellformed/media-rss/item_media_title1.xml"),
+        ("a media:title before the item's <title>", "wellformed/media-rss/item_media_title2.xml"),
     ],
 )
 def test_shapes_the_fast_parser_loses_go_to_feedparser(
@@ -171,3 +174,104 @@ def test_undeclared_windows_1252_still_goes_to_feedparser(fast_results: list[Any
     feed = parse_feed(body, url=URL)
     assert fast_results == []
     assert [p.title for p in feed.posts if isinstance(p, Post)] == ["Caf\u00e9 \u2019s"]
+
+
+def test_youtube_channel_feed_takes_the_fast_path_with_its_descriptions_and_thumbnails(
+    fast_results: list[Any],
+) -> None:
+    """A YouTube channel feed (Atom, one media:group per entry) reads like feedparser."""
+    body = (FIXTURES / "feeds" / "youtube_channel.xml").read_bytes()
+    fast = parse_feed(body, url=URL)
+    assert len(fast_results) == 1
+    posts = [p for p in fast.posts if isinstance(p, Post)]
+    assert [p.title for p in posts][2] == "Short: the <blink> starling"
+    assert posts[0].text.startswith("Part two: cutting the cedar roof panels.\nPlans: ")
+    assert "03:12 Cutting <45°> angles" in posts[0].text
+    assert posts[1].text == ""
+    assert [m.url for p in posts for m in p.media] == [
+        f"https://i{n}.ytimg.com/vi/{v}/hqdefault.jpg"
+        for n, v in ((2, "Qw3rTy7uIo0"), (3, "Zx9-_aB1cD2"), (4, "mN4bV5cX6zL"))
+    ]
+    assert posts[0].author.url == "https://www.youtube.com/channel/UCstarlingTestChan01"
+    assert shown(fast) == shown(via_feedparser(body, ""))
+
+
+MRSS = 'xmlns:media="http://search.yahoo.com/mrss/"'
+
+
+@pytest.mark.parametrize(
+    ("shape", "item", "fast"),
+    [
+        (
+            "group after the title",
+            "<title>t</title><media:group><media:title>m</media:title>"
+            "<media:description>d &amp; e</media:description></media:group>",
+            True,
+        ),
+        (
+            "group before the title",
+            "<media:group><media:title>m</media:title></media:group><title>t</title>",
+            True,
+        ),
+        (
+            "thumbnail beside an image",
+            "<title>t</title><media:content url='http://a/1.jpg' "
+            "medium='image'/><media:thumbnail url='http://a/2.jpg'/>",
+            True,
+        ),
+        (
+            "description inside an image",
+            "<title>t</title><media:content url='http://a/1.jpg' "
+            "medium='image'><media:description>alt?</media:description></media:content>",
+            True,
+        ),
+        (
+            "CDATA description",
+            "<title>t</title><media:group><media:description><![CDATA[a "
+            "<b>b</b>]]> &lt;c&gt;</media:description></media:group>",
+            True,
+        ),
+        (
+            "description and summary",
+            "<title>t</title><summary>s</summary><media:group>"
+            "<media:description>d</media:description></media:group>",
+            False,
+        ),
+        (
+            "two descriptions",
+            "<title>t</title><media:description>a</media:description>"
+            "<media:group><media:description>d</media:description></media:group>",
+            False,
+        ),
+        (
+            "markup in a description",
+            "<title>t</title><media:group><media:description>a "
+            "<b>b</b></media:description></media:group>",
+            False,
+        ),
+        ("a DTD entity", "<title>t</title><media:description>&eacute;</media:description>", False),
+        ("media:title first", "<media:title>m</media:title><title>t</title>", False),
+        (
+            "empty title",
+            "<title></title><media:group><media:title>m</media:title></media:group>",
+            False,
+        ),
+        (
+            "thumbnail without url",
+            "<title>t</title><media:thumbnail>http://a/2.jpg</media:thumbnail>",
+            False,
+        ),
+    ],
+)
+def test_media_rss_shapes(shape: str, item: str, fast: bool, fast_results: list[Any]) -> None:
+    """Media RSS shapes either read like feedparser on the fast path or go to feedparser."""
+    body = (
+        f'<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom" {MRSS}>'
+        f"<title>f</title><entry><id>urn:x:1</id>{item}</entry>"
+        f"<entry><id>urn:x:2</id><title>two</title></entry></feed>"
+    ).encode()
+    feed = parse_feed(body, url=URL)
+    assert bool(fast_results) == fast, shape
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert shown(feed) == shown(via_feedparser(body, "")), shape

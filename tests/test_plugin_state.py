@@ -76,13 +76,18 @@ async def test_the_x_read_count_survives_a_restart_of_the_whole_bot(
     (data / "x-reads.json").write_text(json.dumps({"day": today, "reads": 5, "posts": 2}))
 
     bot = await start_with_x(start_bot, x_server, monkeypatch, max_reads_per_day=50)
-    assert (await bot.say("/follow x @Twitter")).startswith("Following @Twitter on x as #1")
+    # An hour between polls: the restarted bot's own first poll cannot come before the
+    # `/status` below (the first poll is spread over the interval); `poll_all` forces one.
+    answer = await bot.say("/follow x @Twitter --every 1h")
+    assert answer.startswith("Following @Twitter on x as #1")
     assert "x: 7 of 50 daily reads used" in await bot.say("/status")
     await bot.stop()
     assert not (data / "x-reads.json").exists()
     assert (data / "x-reads.json.imported").exists()
 
     again = await start_with_x(start_bot, x_server, monkeypatch, max_reads_per_day=50)
+    # Before any request of the new run: the count is read from the database.
+    assert "x: 7 of 50 daily reads used" in await again.say("/status")
     await again.poll_all()
     used = re.search(r"x: (\d+) of 50 daily reads used", await again.say("/status"))
     assert used is not None

@@ -127,7 +127,7 @@ async def test_cursor_waits_for_delivery_and_nothing_is_lost_while_chat_fails(
     bot = await start_bot(chat)
     await bot.say(f"/follow feeds {feed_server.feed_url('news')}")
     state = next(iter(bot.app.scheduler.states.values()))
-    cursor_before = state.stored.cursor
+    cursor_before = state.stored_cursor
 
     chat.fail_with = ChatError("chat is down")
     feed.add_item(title="During the chat outage")
@@ -135,13 +135,13 @@ async def test_cursor_waits_for_delivery_and_nothing_is_lost_while_chat_fails(
     await asyncio.sleep(0.2)
     assert chat.sent == []
     assert await bot.app.store.outbox_depth() == 1
-    assert state.stored.cursor == cursor_before, "cursor moved before delivery was recorded"
+    assert state.stored_cursor == cursor_before, "cursor moved before delivery was recorded"
 
     chat.fail_with = None
     await chat.wait_for(1, within_s=15)
     await asyncio.wait([state.advance]) if state.advance else None
     assert [s.message.title for s in chat.sent] == ["During the chat outage"]
-    assert state.stored.cursor != cursor_before
+    assert state.stored_cursor != cursor_before
     assert await bot.app.store.outbox_depth() == 0
 
 

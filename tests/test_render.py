@@ -87,6 +87,17 @@ def test_no_live_mention_or_control_character_in_any_field(
     assert_defused(render(post(text, title=title, author=author), footer=footer))
 
 
+@pytest.mark.parametrize("word", ["@CHANNEL00", "@here1", "@everyone_x", "@alla"])
+def test_a_cut_never_makes_a_mention_live(word: str) -> None:
+    # Found by the property test above: defused text, then cut at the limit, turned
+    # "@CHANNEL00" into "@CHANNEL…", which platforms read as a ping.
+    for pad in range(AUTHOR_LIMIT - len(word), AUTHOR_LIMIT + 2):
+        author = "0" * pad + word
+        msg = render(post("", author=author))
+        assert live_mentions(msg.author) == [], msg.author
+        assert len(msg.author) <= AUTHOR_LIMIT
+
+
 @settings(max_examples=200, deadline=None)
 @given(text=st.text())
 def test_arbitrary_text_is_defused(text: str) -> None:

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from plugins.slack.config import SlackSettings
+from plugins.slack.config import DEFAULT_SCOPES, SlackSettings
 from tests.conftest import REPO
 
 DOC = (REPO / "docs" / "slack.md").read_text(encoding="utf-8")
@@ -41,3 +41,10 @@ def test_the_manifest_sets_up_socket_mode_the_command_and_only_documented_scopes
     ]
     for scope in scopes:
         assert re.search(rf"^\| `{scope}` \| \w", DOC, flags=re.MULTILINE), scope
+
+
+def test_an_oauth_install_asks_for_the_scopes_the_manifest_lists() -> None:
+    yaml = pytest.importorskip("yaml")
+    manifest = yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
+    assert set(DEFAULT_SCOPES) == set(manifest["oauth_config"]["scopes"]["bot"])
+    assert len(DEFAULT_SCOPES) == len(set(DEFAULT_SCOPES))

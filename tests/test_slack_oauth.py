@@ -20,6 +20,8 @@ import pytest_asyncio
 
 from bot.app import App
 from bot.config import ConfigError, load_settings
+from bot.errors import ChatError
+from bot.model import ChannelRef
 from bot.store.sqlite import SqliteStore
 from plugins.slack import SlackOAuthChat, SlackSettings
 from plugins.slack.config import load_settings as load_slack_settings
@@ -112,6 +114,7 @@ async def test_two_workspaces_install_and_each_is_served_with_its_own_token(
         "commands",
         "channels:history",
         "groups:history",
+        "usergroups:read",
     }
     assert asked["state"], "the install link carries a state to check on the way back"
     assert set(slack.oauth.tokens.values()) == {ALPHA, BETA}
@@ -180,9 +183,17 @@ async def test_tokens_revoked_forgets_the_bot(slack: FakeSlack, oauth_bot: OAuth
     status, _ = await slack.install_in_browser(oauth_bot.url("/slack/install"), ALPHA)
     assert status == 200
     workspace = slack.oauth.workspaces[ALPHA]
+    chat = oauth_bot.chat
+    channel = chat.channel_ref(ALPHA, "C0NEWS")
+    token = await chat.token_for(channel)  # a send looks it up, and it is cached
+    assert token == await chat.token_for(channel)
     event = {"type": "tokens_revoked", "tokens": {"oauth": [], "bot": [workspace.bot_user_id]}}
     assert await slack.send_event(oauth_bot.url("/slack/events"), ALPHA, event) == 200
     await _until(lambda: _stored_teams(oauth_bot), set())
+    # The cached token goes with the installation (right after its row, in the same handler).
+    await _until(lambda: _token(chat, channel), "")
+    with pytest.raises(ChatError, match="not installed"):
+        await chat.token_for(channel)
 
 
 def test_oauth_needs_http_mode_and_the_client_secret() -> None:
@@ -205,6 +216,14 @@ async def _stored_teams(bot: OAuthBot) -> set[str]:
     assert isinstance(store, SqliteStore)
     rows = await store.db.execute_fetchall("SELECT team_id FROM installations")
     return {str(row[0]) for row in rows}
+
+
+async def _token(chat: SlackOAuthChat, channel: ChannelRef) -> str:
+    """The bot token a send would use now; '' once the workspace is forgotten."""
+    try:
+        return await chat.token_for(channel)
+    except ChatError:
+        return ""
 
 
 async def _until(read: Any, expected: object, within_s: float = 5.0) -> None:

@@ -13,6 +13,7 @@ import pytest
 from bot.model import ChannelRef, Filters, RichMessage, Subscription, Target, TargetKind
 from bot.store.base import HealthHost, HealthMinute, NewOutboxRow
 from bot.store.sqlite import DuplicateSubscription, SqliteStore
+from bot.store.sqlite_core import TOMBSTONE_TTL_S
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "bot" / "store" / "migrations"
 
@@ -171,7 +172,7 @@ async def test_load_followers_returns_resource_subscription_and_channel_id(
     b, random_id = await follow(store, RANDOM, FEED_B)
     await store.set_cursor(await resource_id(store, FEED_B), "etag-1")
 
-    followers = await store.load_followers()
+    followers = [row async for chunk in store.load_followers() for row in chunk]
 
     assert [(r.target, s, cid) for r, s, cid in followers] == [
         (FEED_A, a, general_id),
@@ -181,11 +182,35 @@ async def test_load_followers_returns_resource_subscription_and_channel_id(
     assert general_id != random_id
 
 
+async def test_load_followers_brings_each_resources_followers_together_across_chunks(
+    store: SqliteStore,
+) -> None:
+    # More subscriptions than one chunk holds, each feed followed from two channels
+    # that subscribed at different times: the app builds a resource's state from
+    # consecutive rows, so a resource split apart would be polled twice.
+    feeds = [
+        Target("feeds", TargetKind.ACCOUNT, f"https://f{i}.example/feed.xml") for i in range(400)
+    ]
+    for channel in (GENERAL, RANDOM):
+        for feed in feeds:
+            await follow(store, channel, feed)
+
+    chunks = [chunk async for chunk in store.load_followers()]
+    rows = [row for chunk in chunks for row in chunk]
+
+    assert len(chunks) > 1
+    assert len(rows) == 800
+    order = [stored.id for stored, _, _ in rows]
+    runs = [rid for i, rid in enumerate(order) if i == 0 or order[i - 1] != rid]
+    assert len(runs) == len(set(runs)) == 400
+    assert {s.channel for stored, s, _ in rows if stored.target == feeds[7]} == {GENERAL, RANDOM}
+
+
 async def test_paused_subscription_is_listed_but_not_polled(store: SqliteStore) -> None:
     sub, _ = await follow(store)
     await store.pause_subscription(sub.id, "channel deleted")
     assert [s.paused_reason for s in await store.list_subscriptions()] == ["channel deleted"]
-    assert await store.load_followers() == []
+    assert [chunk async for chunk in store.load_followers()] == []
     assert await store.active_resources() == []
     assert await store.subscriptions_for(await resource_id(store)) == []
 
@@ -421,7 +446,7 @@ async def test_health_minutes_accumulate(store: SqliteStore) -> None:
 async def test_priority_lock_serves_delivery_first_and_survives_cancellation() -> None:
     import asyncio
 
-    from bot.store.sqlite import PriorityLock
+    from bot.store.sqlite_core import PriorityLock
 
     lock = PriorityLock()
     order: list[str] = []
@@ -444,3 +469,20 @@ async def test_priority_lock_serves_delivery_first_and_survives_cancellation() -
     assert order == ["record", "admit-1", "admit-2"]
     async with asyncio.timeout(1), lock.hold():
         pass  # nobody kept the lock
+
+
+async def test_a_health_flush_prunes_old_tombstones_and_keeps_recent_ones(db_path: Path) -> None:
+    store = await open_at(db_path)
+    await store.retract(["feeds:old", "feeds:recent"])
+    await store.close()
+    with closing(sqlite3.connect(db_path)) as db, db:
+        db.execute(
+            "UPDATE tombstones SET at = ? WHERE post_uid = 'feeds:old'",
+            (time.time() - TOMBSTONE_TTL_S - 60,),
+        )
+    store = await open_at(db_path)
+    await store.save_health([], [])
+    await store.close()
+    with closing(sqlite3.connect(db_path)) as db:
+        kept = db.execute("SELECT post_uid FROM tombstones").fetchall()
+    assert kept == [("feeds:recent",)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -175,8 +175,13 @@ class Store(Protocol):
 
     async def active_resources(self) -> list[StoredResource]: ...
 
-    async def load_followers(self) -> list[tuple[StoredResource, Subscription, int]]:
-        """Every active subscription with its resource and channel row id, in one query."""
+    def load_followers(self) -> AsyncIterator[list[tuple[StoredResource, Subscription, int]]]:
+        """Every active subscription with its resource and channel row id, in one query,
+        ordered by resource (a resource's subscriptions come one after the other).
+
+        Yielded in chunks: a caller that keeps a lean copy of each row lets the chunk's
+        objects go before the next one is read, so 100,000 rows never exist at once.
+        """
         ...
 
     async def admit(
@@ -225,8 +230,14 @@ class Store(Protocol):
     async def outbox_depth(self) -> int: ...
 
     async def save_health(
-        self, minutes: Sequence[HealthMinute], hosts: Sequence[HealthHost]
-    ) -> None: ...
+        self,
+        minutes: Sequence[HealthMinute],
+        hosts: Sequence[HealthHost],
+        days: Sequence[HealthDay] = (),
+    ) -> None:
+        """One health flush in one transaction: per-minute counts, hosts and per-day
+        counts (summed with what is there); old rows are pruned on the way."""
+        ...
 
     async def load_health_hosts(self) -> list[HealthHost]: ...
 
@@ -332,10 +343,6 @@ class Store(Protocol):
 
     async def plugin_state_prune(self, namespace: str, before: float) -> int:
         """Forget a plugin's values last written before `before` (epoch s); how many."""
-        ...
-
-    async def save_health_days(self, days: Sequence[HealthDay]) -> None:
-        """Add per-day outcome counts (summed with what is there), at each health flush."""
         ...
 
     async def health_days(self, since_day: int) -> list[HealthDay]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import urljoin
@@ -22,14 +23,14 @@ import aiohttp
 
 from bot.errors import UserError
 from bot.guardedfetch import guarded_get, guarded_session
+from bot.html import clip_text
+from bot.postimages import IMAGE_TYPES, MAX_IMAGE_BYTES
 
 log = logging.getLogger(__name__)
 
 MAX_PAGE_BYTES = 1_000_000
-MAX_THUMB_BYTES = 1_000_000  # Bluesky's limit for an external embed's thumb
 MAX_TITLE = 300
 MAX_DESCRIPTION = 1000
-THUMB_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})
 _SPACE = re.compile(r"\s+")
 
 
@@ -77,8 +78,23 @@ class _Meta(HTMLParser):
 
 
 def _clean(text: str, limit: int) -> str:
-    text = _SPACE.sub(" ", text).strip()
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    return clip_text(_SPACE.sub(" ", text).strip(), limit)
+
+
+def _mime(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _html_only(content_type: str) -> None:
+    """Refuses a page that is not HTML before its body is read: it has no card."""
+    if "html" not in content_type.lower():
+        raise UserError(f"not HTML ({_mime(content_type) or 'no Content-Type'})")
+
+
+def _images_only(content_type: str) -> None:
+    """Refuses a picture Bluesky would not take as a thumb before its body is read."""
+    if _mime(content_type) not in IMAGE_TYPES:
+        raise UserError(f"not a picture Bluesky takes ({_mime(content_type) or 'no type'})")
 
 
 def parse_card(url: str, html: str) -> PageCard | None:
@@ -123,9 +139,9 @@ class PageReader:
         """The card for `url` and its picture (if any), or None; never raises for the page."""
         try:
             async with asyncio.timeout(self._timeout_s), self._session() as session:
-                final, content_type, body = await self._get(session, url, MAX_PAGE_BYTES)
-                if "html" not in content_type.lower():
-                    return None
+                final, content_type, body = await self._get(
+                    session, url, MAX_PAGE_BYTES, _html_only
+                )
                 page = body.decode(_charset(content_type), errors="replace")
                 found = parse_card(final, page)
                 if found is None:
@@ -140,19 +156,25 @@ class PageReader:
         if not url:
             return None
         try:
-            _, content_type, body = await self._get(session, url, MAX_THUMB_BYTES)
+            # Bluesky's limit for an external embed's thumb is that of any image blob.
+            _, content_type, body = await self._get(session, url, MAX_IMAGE_BYTES, _images_only)
         except (aiohttp.ClientError, OSError, UserError) as err:
             log.info("link card without a picture (%s): %s", url, err or type(err).__name__)
             return None
-        mime = content_type.split(";", 1)[0].strip().lower()
-        return Thumb(body, mime) if mime in THUMB_TYPES and body else None
+        return Thumb(body, _mime(content_type)) if body else None
 
     def _session(self) -> aiohttp.ClientSession:
         return guarded_session(allow_private=self._allow_private, user_agent=self._user_agent)
 
     async def _get(
-        self, session: aiohttp.ClientSession, url: str, limit: int
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        limit: int,
+        check_type: Callable[[str], None],
     ) -> tuple[str, str, bytes]:
         """(final URL, Content-Type, body); raises `UserError` if refused."""
-        fetched = await guarded_get(session, url, allow_private=self._allow_private, limit=limit)
+        fetched = await guarded_get(
+            session, url, allow_private=self._allow_private, limit=limit, check_type=check_type
+        )
         return fetched.url, fetched.content_type, fetched.body

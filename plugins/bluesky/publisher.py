@@ -193,15 +193,19 @@ class BlueskyPublisher:
         """`app.bsky.embed.images`: each picture uploaded as a blob, with its alt text."""
         embedded = []
         for image in images:
-
-            async def upload(token: str, image: DraftImage = image) -> UploadedBlob:
-                return await self._service.upload(
-                    "com.atproto.repo.uploadBlob", image.data, image.mime, UploadedBlob, token=token
-                )
-
-            blob = (await self._sessions.call(upload)).blob
+            blob = await self._upload_blob(image.data, image.mime)
             embedded.append({"alt": image.alt, "image": blob})
         return {"$type": "app.bsky.embed.images", "images": embedded}
+
+    async def _upload_blob(self, data: bytes, mime: str) -> dict[str, Any]:
+        """`uploadBlob` with the account's session (refreshed if it expired): the blob ref."""
+
+        async def upload(token: str) -> UploadedBlob:
+            return await self._service.upload(
+                "com.atproto.repo.uploadBlob", data, mime, UploadedBlob, token=token
+            )
+
+        return (await self._sessions.call(upload)).blob
 
     async def _link_card(self, url: str) -> dict[str, Any] | None:
         """`app.bsky.embed.external` for `url`, its picture uploaded; None if the page has none."""
@@ -216,14 +220,8 @@ class BlueskyPublisher:
             "description": page.description,
         }
         if thumb is not None:
-
-            async def upload(token: str) -> UploadedBlob:
-                return await self._service.upload(
-                    "com.atproto.repo.uploadBlob", thumb.data, thumb.mime, UploadedBlob, token=token
-                )
-
             try:
-                external["thumb"] = (await self._sessions.call(upload)).blob
+                external["thumb"] = await self._upload_blob(thumb.data, thumb.mime)
             except XrpcError as err:
                 if err.outcome in (Outcome.AUTH, Outcome.RATE_LIMITED):
                     raise

@@ -214,22 +214,19 @@ class DiscordChat:
         ref = SentRef.decode(message_ref)
         async with self._calling(channel, None):
             embeds = build_embeds(message, ref.token)
-            if ref.webhook_id is None:
+            poster = await self._poster(channel, ref)
+            if poster is None:
                 partial = self.client.get_partial_messageable(ref.channel_id)
                 await partial.get_partial_message(ref.message_id).edit(
                     embeds=embeds, allowed_mentions=NONE, view=edit_view(message)
                 )
                 return
-            place = await self._place(channel)
-            hook = await self._webhook(place, create=False)
-            if hook is None or hook.id != ref.webhook_id:
-                raise ChatError("the webhook that posted this message is gone", permanent=True)
-            thread = discord.Object(ref.channel_id) if ref.channel_id != place.hook_parent else None
+            hook, thread = poster
             await hook.edit_message(
                 ref.message_id,
                 embeds=embeds,
                 allowed_mentions=NONE,
-                thread=thread if thread is not None else MISSING,
+                thread=thread,
                 view=edit_view(message),
             )
 
@@ -238,21 +235,30 @@ class DiscordChat:
         ref = SentRef.decode(message_ref)
         async with self._calling(channel, None):
             try:
-                if ref.webhook_id is None:
+                poster = await self._poster(channel, ref)
+                if poster is None:
                     partial = self.client.get_partial_messageable(ref.channel_id)
                     await partial.get_partial_message(ref.message_id).delete()
                     return
-                place = await self._place(channel)
-                hook = await self._webhook(place, create=False)
-                if hook is None or hook.id != ref.webhook_id:
-                    raise ChatError("the webhook that posted this message is gone", permanent=True)
-                in_thread = ref.channel_id != place.hook_parent
-                await hook.delete_message(
-                    ref.message_id, thread=discord.Object(ref.channel_id) if in_thread else MISSING
-                )
+                hook, thread = poster
+                await hook.delete_message(ref.message_id, thread=thread)
             except discord.NotFound as err:
                 if err.code not in GONE_CODES:
                     raise
+
+    async def _poster(
+        self, channel: ChannelRef, ref: SentRef
+    ) -> tuple[discord.Webhook, discord.abc.Snowflake] | None:
+        """The webhook that posted `ref` and its thread (MISSING in the channel itself),
+        or None when the bot posted it; edits and deletes go through the same one."""
+        if ref.webhook_id is None:
+            return None
+        place = await self._place(channel)
+        hook = await self._webhook(place, create=False)
+        if hook is None or hook.id != ref.webhook_id:
+            raise ChatError("the webhook that posted this message is gone", permanent=True)
+        in_thread = ref.channel_id != place.hook_parent
+        return hook, discord.Object(ref.channel_id) if in_thread else MISSING
 
     async def find_sent(self, channel: ChannelRef, key: str) -> str | None:
         """Look for a message already carrying this key; None when unsure (it is resent)."""

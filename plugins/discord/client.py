@@ -46,15 +46,18 @@ class StarlingClient(discord.Client):
         self._connection.http = self.http
         self.tree: app_commands.CommandTree[StarlingClient] = app_commands.CommandTree(self)
         self._setup = setup
-        # Button clicks and modal submits: not application commands, so not the tree's.
+        # Button clicks: not application commands, so not the tree's. Modal submits are
+        # not forwarded: discord.py hands them to the open `ComposeModal` itself.
         self.component_handler: (
             Callable[[discord.Interaction[discord.Client]], Awaitable[None]] | None
         ) = None
 
     async def on_interaction(self, interaction: discord.Interaction[discord.Client]) -> None:
         """discord.py's `interaction` event, for every interaction after its own dispatch."""
-        kinds = (discord.InteractionType.component, discord.InteractionType.modal_submit)
-        if interaction.type in kinds and self.component_handler is not None:
+        if (
+            interaction.type is discord.InteractionType.component
+            and self.component_handler is not None
+        ):
             await self.component_handler(interaction)
 
     async def setup_hook(self) -> None:

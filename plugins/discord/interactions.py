@@ -10,6 +10,7 @@ callbacks' annotations at runtime to build the command options.
 """
 
 import asyncio
+import dataclasses
 import logging
 import shlex
 import time
@@ -210,12 +211,11 @@ class CommandBridge:
             chunks[0], ephemeral=reply.ephemeral, allowed_mentions=NONE, **extra
         )
         for index, chunk in enumerate(chunks[1:], 2):
-            last = view is not None and index == len(chunks)
             await interaction.followup.send(
                 chunk,
                 ephemeral=reply.ephemeral,
                 allowed_mentions=NONE,
-                view=view if last and view is not None else MISSING,
+                view=view if view is not None and index == len(chunks) else MISSING,  # the last
             )
 
     async def _send_late(
@@ -236,12 +236,11 @@ class CommandBridge:
             await interaction.delete_original_response()
             rest = chunks
         for index, chunk in enumerate(rest, 1):
-            last = view is not None and index == len(rest)
             await interaction.followup.send(
                 chunk,
                 ephemeral=reply.ephemeral,
                 allowed_mentions=NONE,
-                view=view if last and view is not None else MISSING,
+                view=view if view is not None and index == len(rest) else MISSING,  # the last
             )
 
     async def suggest(
@@ -340,7 +339,8 @@ def postback_commands(bridge: CommandBridge) -> list[app_commands.Command[Any, .
 
 
 def _private(reply: Reply) -> Reply:
-    return Reply(reply.text, ephemeral=True, changed=reply.changed, actions=reply.actions)
+    """The same answer, for the member who asked only."""
+    return dataclasses.replace(reply, ephemeral=True)
 
 
 def build_commands(

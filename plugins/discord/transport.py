@@ -22,7 +22,8 @@ Every REST call made with the bot token also passes `RequestGate`: Discord allow
 a bot 50 requests per second over all routes, and the dispatcher's
 `max_rate_per_s` only paces sends. The channel lookups and logins around them
 went over 50/s at start-up when 20 lanes started at once (measured in
-`bench/delivery.py`), so the gate spaces all of them out to 45 a second.
+`bench/delivery.py`), so the gate spaces all of them out to 48 a second
+(`GLOBAL_REQUESTS_PER_S`).
 It sits in the session, where a request really leaves: discord.py may still sleep
 on a bucket between its `request()` and the wire, and its 429 retries pass here too.
 

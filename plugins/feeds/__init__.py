@@ -52,6 +52,10 @@ def create(ctx: PluginContext) -> FeedsNetwork:
 
 
 class FeedsSource:
+    # Opts in to `bot.known`: the relay publishes what it already holds, so items
+    # unchanged since the last poll come back as placeholders instead of being rebuilt.
+    reads_known_posts = True
+
     def __init__(self, network: str, fetcher: FeedFetcher, health: HealthRecorder) -> None:
         self._network = network
         self._fetcher = fetcher

@@ -42,7 +42,6 @@ ACCEPT = (
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PERMANENT = frozenset({301, 308})
 _AUTH = frozenset({401, 403, 407})
-_CHECKED_HOSTS_MAX = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +114,6 @@ class FeedFetcher:
             hdrs.ACCEPT_ENCODING: "gzip, deflate",
         }
         self._slots = asyncio.Semaphore(max_in_flight)
-        # Hosts that passed `check_host` (a pure function of the host and our fixed policy),
-        # so the IP-literal parse is not repeated on every poll of the same host.
-        self._checked_hosts: set[str] = set()
         self._session: aiohttp.ClientSession | None = None
         self._resolver: GuardedResolver | None = None
         self._closed = False
@@ -207,11 +203,7 @@ class FeedFetcher:
                 while True:
                     host = current.host or ""
                     started = time.monotonic()
-                    if host not in self._checked_hosts:
-                        check_host(host, allow_private=self._allow_private, policy=self._policy)
-                        if len(self._checked_hosts) >= _CHECKED_HOSTS_MAX:
-                            self._checked_hosts.clear()
-                        self._checked_hosts.add(host)
+                    check_host(host, allow_private=self._allow_private, policy=self._policy)
                     async with session.get(current, headers=headers, allow_redirects=False) as resp:
                         status = resp.status
                         if 200 <= status < 300:

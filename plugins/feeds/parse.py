@@ -9,7 +9,6 @@ from the raw fields, so an item keeps its `native_id` whichever parser read it.
 
 from __future__ import annotations
 
-import codecs
 import email.utils
 import hashlib
 import html as _stdlib_html
@@ -17,7 +16,7 @@ import io
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -28,6 +27,14 @@ import msgspec
 from bot.html import absolute_http_url, clip_text, html_to_text, plain_text
 from bot.known import KnownPosts, placeholder
 from bot.model import Author, Media, Post
+from plugins.feeds.fastpath import (
+    _UTF8_BOM,
+    add_atom_author_uris,
+    add_media_rss,
+    fast_path_shapes,
+    media_rss_fields,
+    uniform_content_base,
+)
 
 __all__ = ["FeedParseError", "ParsedFeed", "parse_feed"]
 
@@ -39,49 +46,6 @@ MAX_ID_CHARS: Final = 256
 MAX_MEDIA: Final = 8
 MAX_LINKS: Final = 20
 
-_UTF8_BOM: Final = b"\xef\xbb\xbf"
-_BOMS: Final = (codecs.BOM_UTF32_BE, codecs.BOM_UTF32_LE, _UTF8_BOM, b"\xfe\xff", b"\xff\xfe")
-_XML_DECL_ENCODING: Final = re.compile(
-    rb"""^\s*<\?xml[^>]*?\bencoding\s*=\s*["']([A-Za-z0-9._:-]+)["']"""
-)
-_CHARSET_PARAM: Final = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._:-]+)""", re.IGNORECASE)
-# Markup fastfeedparser reads wrongly, which sends a document to feedparser: inline
-# XHTML titles/summaries/bodies come out empty, Atom 0.3 base64/xml modes stay raw,
-# DOCTYPE entities are dropped, unescaped markup right inside a body element is lost.
-_ATOM03_MODE: Final = re.compile(rb"""\bmode\s*=\s*["'](?:xml|base64)""")
-_NAKED_MARKUP: Final = re.compile(
-    rb"<(?:description|content:encoded|summary|title)\b[^>]*>[^<]*<[A-Za-z]"
-)
-# Atom titles default to plain text; a feed that marks them as HTML does so on every one.
-_ATOM_HTML_TITLE: Final = re.compile(
-    rb"""<(?:[\w.-]+:)?title\b[^>]*\btype\s*=\s*["'](?:text/)?html["']"""
-)
-# More shapes it gets wrong, found by comparing both parsers over the feedparser corpus
-# (tests/test_feed_fast_path.py): Atom content of a binary type stays base64; Atom 0.3
-# author URIs (<url>/<homepage>) are dropped; xml:base and RSS <fullitem>
-# are ignored; a bare "&" (ill-formed XML) is recovered differently; numeric
-# references to C1 controls (&#146;) are not read as the windows-1252 they mean.
-_BINARY_TYPE: Final = re.compile(
-    rb"""<(?:[\w.-]+:)?(?:content|summary|title|subtitle)\b[^>]*?\btype\s*=\s*["']"""
-    rb"""(?!(?:text|html|xhtml)["']|text/|application/xhtml)"""
-)
-_AUTHOR_URI: Final = re.compile(rb"<(?:[\w.-]+:)?(?:url|homepage)\s*>")
-# Atom 1.0 author URIs fastfeedparser drops; `_add_atom_author_uris` puts them back.
-_ATOM_URI: Final = re.compile(rb"<(?:[\w.-]+:)?uri\s*>")
-_ATOM_ENTRY_START: Final = re.compile(rb"<(?:[\w.-]+:)?entry[\s>/]")
-_ATOM_AUTHOR: Final = re.compile(
-    rb"<(?:[\w.-]+:)?author\b[^>]*>(.*?)</(?:[\w.-]+:)?author\s*>", re.DOTALL
-)
-_ATOM_AUTHOR_URI: Final = re.compile(rb"<(?:[\w.-]+:)?uri\s*>([^<]*)</(?:[\w.-]+:)?uri\s*>")
-_BARE_AMPERSAND: Final = re.compile(rb"&(?![A-Za-z][\w.-]*;|#[0-9]+;|#[xX][0-9A-Fa-f]+;)")
-_C1_REFERENCE: Final = re.compile(rb"&#(?:1[2-5][0-9]|x[89][0-9A-Fa-f]);|\xc2[\x80-\x9f]")
-# An RSS <body> (XHTML) and Media RSS titles/groups are read from other elements than
-# feedparser's (empty or wrong text); an unclosed CDATA section is recovered differently.
-_OTHER_SHAPES: Final = (b"<body", b"<media:group", b"<media:title")
-_XML_BASE: Final = re.compile(rb"""\bxml:base\s*=\s*["']([^"']*)["']""")
-_XML_BASE_ON_CONTENT: Final = re.compile(
-    rb"""<(?:[\w.-]+:)?(?:content|summary)\s[^>]*?\bxml:base\s*=\s*["']([^"']*)["']"""
-)
 _FIRST_ELEMENT: Final = re.compile(rb"<([A-Za-z_][\w.:-]*)")
 _FEED_ROOT_HINT: Final = re.compile(rb"<(?:[\w.-]+:)?(?:rss|feed|rdf|channel)\b", re.IGNORECASE)
 _EMAIL: Final = re.compile(r"^[^@\s<>()]+@[^@\s<>()]+$")
@@ -162,20 +126,27 @@ def _parse(
         raise FeedParseError("this is an HTML page, not a feed")
 
     data: dict[str, Any] | None = None
-    if _fast_path_ok(body, content_type):
-        data = _fastfeedparser(body)
-    if data is not None:
-        # fastfeedparser reports no title type, so decide it for the whole document.
+    has_base = b"xml:base" in body
+    content_base = uniform_content_base(body) if has_base else ""
+    # fastfeedparser reports no title type, so decide it for the whole document.
+    is_atom = False
+    media: list[dict[str, Any]] | None = None
+    # The shapes found at "<" while gating, so none of them is searched for again.
+    shapes = fast_path_shapes(body, content_type, base_ok=not has_base or bool(content_base))
+    found = shapes or frozenset()
+    if shapes is not None:
         is_atom = _first_element_name(head[:4096]) == b"feed"
-        if (
-            b"uri" in body
-            and _ATOM_URI.search(body)
-            and not (is_atom and _add_atom_author_uris(body, data))
-        ):
+        has_media = "media" in found
+        media = media_rss_fields(body, is_atom=is_atom) if has_media else None
+        if not has_media or media is not None:
+            data = _fastfeedparser(body)
+    if data is not None:
+        if "uri" in found and not (is_atom and add_atom_author_uris(body, data)):
+            data = None
+        if data is not None and media is not None and not add_media_rss(data, media):
             data = None
     if data is not None:
-        html_titles = not is_atom or bool(_ATOM_HTML_TITLE.search(body))
-        content_base = _uniform_content_base(body) if b"xml:base" in body else ""
+        html_titles = not is_atom or "html_title" in found
         return _build(
             data,
             url=url,
@@ -233,102 +204,6 @@ def _first_element_name(doc: bytes) -> bytes:
                 continue
             return match.group(1).rsplit(b":", 1)[-1]
     return b""
-
-
-def _codec(name: str) -> str:
-    try:
-        return codecs.lookup(name).name
-    except (LookupError, ValueError):
-        return ""
-
-
-def _fast_path_ok(body: bytes, content_type: str) -> bool:
-    """Whether fastfeedparser is known to read this document correctly.
-
-    It decodes by BOM or XML declaration only (else UTF-8, garbling everything
-    else) and cannot see the HTTP charset, so we need a declaration it can use
-    that the header does not contradict. Without either, XML means UTF-8, and
-    bytes that are valid UTF-8 are read correctly; anything else (undeclared
-    windows-1252, say) goes to feedparser, which guesses. The shapes it loses
-    data on go there too, whatever the encoding; tests/test_feed_fast_path.py
-    compares both parsers over the whole corpus.
-    """
-    match = _CHARSET_PARAM.search(content_type)
-    header = _codec(match.group(1)) if match else ""
-    if body.startswith(_BOMS):
-        declared = "bom"
-    else:
-        decl = _XML_DECL_ENCODING.match(body[:1024])
-        declared = _codec(decl.group(1).decode("ascii")) if decl else ""
-    if declared == "bom":
-        ok = not header or header.startswith("utf")
-    elif declared:
-        # A declared UTF-8 that is not: feedparser's guess, as for undeclared bytes.
-        ok = header in ("", declared) and (declared != "utf-8" or _is_utf8(body))
-    else:
-        ok = header in ("", "utf-8", "ascii") and _is_utf8(body)
-    if not ok or b"xhtml" in body or b"<!ENTITY" in body:
-        return False
-    if b"xml:base" in body and not _uniform_content_base(body):
-        return False
-    if b"fullitem" in body or any(s in body for s in _OTHER_SHAPES):
-        return False
-    if b"<![CDATA[" in body and body.count(b"<![CDATA[") != body.count(b"]]>"):
-        return False
-    # Separate searches: one alternation over a large body is many times slower.
-    return not (
-        (b"mode" in body and _ATOM03_MODE.search(body))
-        or _NAKED_MARKUP.search(body)
-        or (b"type" in body and _BINARY_TYPE.search(body))
-        or ((b"url" in body or b"homepage" in body) and _AUTHOR_URI.search(body))
-        or ((b"&#" in body or b"\xc2" in body) and _C1_REFERENCE.search(body))
-        or (b"&" in body and _BARE_AMPERSAND.search(body))
-    )
-
-
-def _add_atom_author_uris(body: bytes, data: dict[str, Any]) -> bool:
-    """Put back the `<author><uri>` of the feed and of each entry, as feedparser keeps it.
-
-    fastfeedparser lists entries in document order, so the n-th `<entry>` start is
-    the n-th entry. False (read it with feedparser) when the two do not line up.
-    """
-    entries = data.get("entries")
-    starts = [m.start() for m in _ATOM_ENTRY_START.finditer(body)]
-    if not isinstance(entries, list) or len(starts) != len(entries):
-        return False
-    bounds = [0, *starts, len(body)]
-    nodes: list[Any] = [data.get("feed"), *entries]
-    for node, begin, end in zip(nodes, bounds, bounds[1:], strict=False):
-        author = _ATOM_AUTHOR.search(body, begin, end)
-        uri = _ATOM_AUTHOR_URI.search(author.group(1)) if author else None
-        if uri is None or not isinstance(node, dict):
-            continue
-        detail = node.get("author_detail")
-        detail = dict(detail) if isinstance(detail, dict) else {}
-        detail["href"] = _stdlib_html.unescape(uri.group(1).decode("utf-8", "replace")).strip()
-        node["author_detail"] = detail
-    return True
-
-
-def _uniform_content_base(body: bytes) -> str:
-    """The `xml:base` of the entries' content when only content elements carry one and
-    it is the same absolute http(s) URL (as WordPress writes it); else "" (feedparser
-    reads the document, resolving every base where it applies)."""
-    values = _XML_BASE.findall(body)
-    if len(set(values)) != 1 or len(_XML_BASE_ON_CONTENT.findall(body)) != len(values):
-        return ""
-    base = _stdlib_html.unescape(values[0].decode("utf-8", "replace")).strip()
-    return base if base.startswith(("http://", "https://")) and " " not in base else ""
-
-
-def _is_utf8(body: bytes) -> bool:
-    if body.isascii():
-        return True
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def _fastfeedparser(body: bytes) -> dict[str, Any] | None:
@@ -447,10 +322,12 @@ def _entry_post(
     created = _entry_date(entry, "published")
     updated = _entry_date(entry, "updated")
     edited = updated if created and updated and updated > created else None
-    if known is not None and (raw_id or raw_link):  # else the id is a hash of the text
-        native_id = scoped_id(_native_id(raw_id, raw_link, url, "", ""), id_host)
-        if (f"{network}:{native_id}", edited) in known:
-            return placeholder(network, native_id, created or updated, edited)
+    # With an id or a link the identity is known now; else it is a hash of the text.
+    native_id = (
+        scoped_id(_native_id(raw_id, raw_link, url, "", ""), id_host) if raw_id or raw_link else ""
+    )
+    if native_id and known is not None and (f"{network}:{native_id}", edited) in known:
+        return placeholder(network, native_id, created or updated, edited)
     link = absolute_http_url(raw_link, url) or absolute_http_url(raw_id)
 
     title = _entry_title(entry, fast=fast, html_titles=html_titles)
@@ -462,7 +339,8 @@ def _entry_post(
     else:
         text, links = html_to_text(body_html, content_base or url, max_chars=MAX_TEXT_CHARS)
 
-    native_id = scoped_id(_native_id(raw_id, raw_link, url, title, text), id_host)
+    if not native_id:
+        native_id = scoped_id(_native_id(raw_id, raw_link, url, title, text), id_host)
     return Post(
         network=network,
         native_id=native_id,
@@ -607,15 +485,16 @@ def _date_from_str(value: str) -> datetime | None:
 def _person(node: Mapping[str, Any]) -> Author | None:
     """The entry's (or feed's) author, whichever way either parser spelled it."""
     detail = _mapping(node.get("author_detail"))
-    authors = [_mapping(a) for a in _list(node.get("authors"))]
-    candidates = [
-        *(_str(a.get("name")) for a in authors[:1]),
-        _str(node.get("author")),
-        _str(detail.get("name")),
-    ]
-    name = next((n for n in (_person_name(c) for c in candidates) if n), "")
+    listed = _list(node.get("authors"))
+    # First non-empty of: the first listed author, "author", the author detail.
+    name = (
+        (_person_name(_str(_mapping(listed[0]).get("name"))) if listed else "")
+        or _person_name(_str(node.get("author")))
+        or _person_name(_str(detail.get("name")))
+    )
     if not name:
         return None
+    authors = [_mapping(a) for a in listed]
     href = _str(detail.get("href")) or next(
         (_str(a.get("href") or a.get("uri")) for a in authors if a.get("href") or a.get("uri")),
         "",
@@ -746,10 +625,14 @@ def _json_item_post(
     created = _date_from_str(_str(item.get("date_published")))
     updated = _date_from_str(_str(item.get("date_modified")))
     edited = updated if created and updated and updated > created else None
-    if known is not None and (id_text or raw_link):  # else the id is a hash of the text
-        native_id = scoped_id(_native_id(id_text, raw_link, url, "", ""), id_host)
-        if (f"{network}:{native_id}", edited) in known:
-            return placeholder(network, native_id, created or updated, edited)
+    # With an id or a link the identity is known now; else it is a hash of the text.
+    native_id = (
+        scoped_id(_native_id(id_text, raw_link, url, "", ""), id_host)
+        if id_text or raw_link
+        else ""
+    )
+    if native_id and known is not None and (f"{network}:{native_id}", edited) in known:
+        return placeholder(network, native_id, created or updated, edited)
     link = absolute_http_url(raw_link, url) or absolute_http_url(
         _str(item.get("external_url")), url
     )
@@ -763,7 +646,8 @@ def _json_item_post(
         text, links = html_to_text(
             _stdlib_html.escape(plain, quote=False), max_chars=MAX_TEXT_CHARS
         )
-    native_id = scoped_id(_native_id(id_text, raw_link, url, title, text), id_host)
+    if not native_id:
+        native_id = scoped_id(_native_id(id_text, raw_link, url, title, text), id_host)
 
     media: list[Media] = []
     candidates: list[tuple[object, object]] = [
@@ -821,16 +705,23 @@ def _str(value: object) -> str:
 
 
 def _mapping(value: object) -> Mapping[str, Any]:
-    """A read-only view that bypasses feedparser's deprecated key aliases."""
+    """A read-only view that bypasses feedparser's deprecated key aliases.
+
+    A plain dict (all of fastfeedparser's output) is its own view: nothing here
+    writes to what this returns, so copying it would only cost time.
+    """
+    if type(value) is dict:
+        return value
     if isinstance(value, dict):
         return dict(value)
     return {}
 
 
-def _list(value: object) -> list[Any]:
+def _list(value: object) -> Sequence[Any]:
+    """The items of a list or tuple field (read only, never copied), else none."""
     if isinstance(value, list | tuple):
-        return list(value)
-    return []
+        return value
+    return ()
 
 
 def _literal_line(text: str) -> str:

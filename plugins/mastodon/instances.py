@@ -57,9 +57,12 @@ class Instance:
     domain: str
     base_url: str
     trusted: bool
-    has_token: bool
     token: str | None = field(default=None, repr=False)
     is_default: bool = False
+
+    @property
+    def has_token(self) -> bool:
+        return self.token is not None
 
 
 class InstanceDirectory:
@@ -71,16 +74,12 @@ class InstanceDirectory:
         default_base: str,
         mapping: dict[str, str],
         *,
-        has_token: bool = False,
         tokens: Mapping[str, str] | None = None,
     ) -> None:
         self.default_domain = domain_of(default_base)
         self._mapping = dict(mapping)
         self._mapping.setdefault(self.default_domain, default_base)
         self._tokens = dict(tokens or {})
-        if has_token and not self._tokens:
-            # Older callers only say whether the default instance has a token.
-            self._tokens[self.default_domain] = ""
 
     @property
     def any_token(self) -> bool:
@@ -96,7 +95,6 @@ class InstanceDirectory:
             domain,
             base,
             trusted=trusted,
-            has_token=token is not None,
             token=token or None,
             is_default=domain == self.default_domain,
         )

@@ -111,7 +111,6 @@ class PostBuilder:
     """Turns verified events into posts using the configured link templates."""
 
     def __init__(self, network: str, profiles: Profiles, web_url: str, profile_url: str) -> None:
-        self._network = network
         self.network = network
         self._profiles = profiles
         self._web_url = web_url
@@ -146,7 +145,7 @@ class PostBuilder:
     def _note(self, event: Event) -> Post:
         links = _links(event.content)
         return Post(
-            network=self._network,
+            network=self.network,
             native_id=event.id,
             author=self.author(event.pubkey),
             text=event.content,
@@ -172,7 +171,7 @@ class PostBuilder:
             text = "Reposted a note."
             permalink = self.permalink(reposted[0]) if reposted and _is_id(reposted[0]) else ""
         return Post(
-            network=self._network,
+            network=self.network,
             native_id=event.id,
             author=self.author(event.pubkey),
             text=text,

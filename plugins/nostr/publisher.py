@@ -13,19 +13,17 @@ type, alt text and SHA-256, from the copy Starling downloaded.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
 import re
-import time
 from pathlib import Path
 
 from coincurve import PrivateKey
 
 from bot.clock import Clock
 from bot.errors import UserError
-from bot.pluginstate import PluginState, retire_legacy_file
+from bot.pluginstate import KeyedJournal, PluginState
 from bot.protocols import Draft, DraftImage, Published
 from plugins.nostr.events import KIND_DELETION, KIND_NOTE, Event, decode_event, sign
 from plugins.nostr.keys import InvalidKey, note, parse_event_id
@@ -40,64 +38,35 @@ MAX_NOTE_CHARS = 16_000
 _HASHTAG = re.compile(r"(?:^|(?<=\s))#(\w[\w-]{0,99})")
 
 
-class Journal:
+class Journal(KeyedJournal[Event]):
     """Idempotency key → the signed event first made for it, kept for 30 days.
 
-    Each key is one entry `event:<key>` in the plugin's state (Starling's database);
-    a `put` is committed when it returns, so the event is on disk before any relay
-    sees it. Releases before 0008 kept `nostr-published.jsonl` in the data dir; it
-    is imported on first use and renamed to `…jsonl.imported`.
+    Entries `event:<key>` in the plugin's state. Releases before 0008 kept
+    `nostr-published.jsonl` in the data dir; it is imported on first use.
     """
 
     def __init__(self, state: PluginState, legacy_path: Path | None = None) -> None:
-        self._state = state
-        self._legacy = legacy_path
-        self._ready = False
-        self._lock = asyncio.Lock()
+        super().__init__(
+            state,
+            prefix="event:",
+            keep_s=JOURNAL_KEEP_S,
+            encode=_encode,
+            decode=lambda text: decode_event(json.loads(text)),  # NotAnEvent is a ValueError
+            legacy=legacy_path,
+            read_legacy=_read_legacy,
+            label="nostr: event journal",
+        )
 
-    async def get(self, key: str) -> Event | None:
-        await self._import_legacy()
-        text = await self._state.get(_KEY_PREFIX + key)
-        if text is None:
-            return None
+
+def _read_legacy(path: Path) -> list[tuple[str, Event, float]]:
+    entries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
         try:
-            return decode_event(json.loads(text))
-        except ValueError:  # NotAnEvent is a ValueError too
-            log.warning("nostr: the journal entry for %r is unreadable; signing anew", key)
-            return None
-
-    async def put(self, key: str, event: Event) -> None:
-        """Commit the event before it is sent anywhere; forget entries older than 30 days."""
-        await self._import_legacy()
-        await self._state.put(_KEY_PREFIX + key, _encode(event))
-        await self._state.prune(JOURNAL_KEEP_S)
-
-    async def _import_legacy(self) -> None:
-        if self._ready:
-            return
-        async with self._lock:
-            if self._ready or self._legacy is None or not self._legacy.is_file():
-                self._ready = True
-                return
-            cutoff = time.time() - JOURNAL_KEEP_S
-            try:
-                lines = self._legacy.read_text(encoding="utf-8").splitlines()
-            except OSError as err:
-                log.warning("nostr: could not read the old journal %s: %s", self._legacy, err)
-                lines = []
-            for line in lines:
-                try:
-                    row = json.loads(line)
-                    key, event, at = str(row["key"]), decode_event(row["event"]), float(row["at"])
-                except (ValueError, KeyError, TypeError):
-                    continue  # a torn last line after a crash: that attempt never reached a relay
-                if at >= cutoff and await self._state.get(_KEY_PREFIX + key) is None:
-                    await self._state.put(_KEY_PREFIX + key, _encode(event))
-            retire_legacy_file(self._legacy)
-            self._ready = True
-
-
-_KEY_PREFIX = "event:"
+            row = json.loads(line)
+            entries.append((str(row["key"]), decode_event(row["event"]), float(row["at"])))
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn last line after a crash: that attempt never reached a relay
+    return entries
 
 
 def _encode(event: Event) -> str:

@@ -20,9 +20,8 @@ from plugins.nostr.events import Event
 from plugins.nostr.pool import RelayPool
 from plugins.nostr.posts import PostBuilder, Profiles
 from plugins.nostr.settings import NostrSettings
-from plugins.nostr.stream import StreamSession
+from plugins.nostr.stream import Group, StreamSession
 from plugins.nostr.targets import (
-    matches,
     merged_limit,
     merged_note_filters,
     metadata_filter,
@@ -131,25 +130,23 @@ class NostrSource:
             if alone
             else merged_limit(self._settings.fetch_limit, len(batch))
         )
+        group = Group(targets, floors)
         subs = {"notes": merged_note_filters(targets, floors, limit=limit)}
-        pubkeys = sorted({t.key for t in targets if t.kind is TargetKind.ACCOUNT})
+        pubkeys = sorted(group.by_author)
         if pubkeys:
             subs["profile"] = [metadata_filter(pubkeys)]
         answers = await self._pool.query(subs, max_events=limit)
         if not alone and any(len(a.events.get("notes", [])) >= limit for a in answers):
             return None
-        wanted_keys = set(pubkeys)
         for answer in answers:
             for event in answer.events.get("profile", []):
-                if event.pubkey in wanted_keys:
+                if event.pubkey in group.by_author:
                     self._profiles.learn(event)
         found: dict[str, dict[str, Event]] = {t.resource_key: {} for t in targets}
         for answer in answers:
             for event in answer.events.get("notes", []):
-                for target in targets:
-                    floor = floors[target.resource_key]
-                    if matches(target, event) and (floor is None or event.created_at >= floor):
-                        found[target.resource_key].setdefault(event.id, event)
+                for target in group.route(event):
+                    found[target.resource_key].setdefault(event.id, event)
         return {key: list(events.values()) for key, events in found.items()}
 
     async def stream(

@@ -116,7 +116,6 @@ class StreamSession:
         # event id → author of the notes delivered this run: a kind 5 deletion is
         # mirrored only for a note its own author wrote (NIP-09), known from here.
         self._authors: OrderedDict[str, str] = OrderedDict()
-        self._retracted: set[str] = set()
         # Posts handed to the core and not yet admitted. Another relay's copies of them
         # are skipped as seen, so its EOSE must wait for these before it may count as
         # "served": otherwise an outage could close before its caught-up posts count.
@@ -274,11 +273,12 @@ class StreamSession:
         gone = [
             note_id
             for note_id in dict.fromkeys(event.tag_values("e"))
-            if self._authors.get(note_id) == event.pubkey and note_id not in self._retracted
+            if self._authors.get(note_id) == event.pubkey
         ]
         if not gone:
             return  # not ours, not its author's, or already retracted (another relay)
-        self._retracted.update(gone)
+        for note_id in gone:
+            del self._authors[note_id]  # so another relay's copy of the deletion is ignored
         target = targets[0]
         newest = self._newest.get(target.resource_key)
         tombstones = [Tombstone(self._builder.network, note_id) for note_id in gone]

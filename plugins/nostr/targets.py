@@ -1,8 +1,9 @@
 """What a member can follow on nostr, and how each target looks on the wire.
 
 An account is a pubkey (`authors` filter); a hashtag is a `#t` filter. The same
-test is applied locally to every event a relay sends, because a relay may send
-anything: an event only reaches a channel if it really matches the target.
+test (`matches`, as `stream.Group.route` applies it) is run locally on every event a
+relay sends, because a relay may send anything: an event only reaches a channel if it
+really matches the target.
 """
 
 from __future__ import annotations
@@ -54,19 +55,6 @@ def resolve_target(network: str, kind: TargetKind, query: str) -> Target:
 
 def hashtag(target: Target) -> str:
     return target.key[1:] if target.kind is TargetKind.SEARCH else ""
-
-
-def note_filter(target: Target, *, since: int | None, limit: int) -> dict[str, Any]:
-    """The NIP-01 filter for a target's notes and reposts."""
-    query: dict[str, Any] = {"kinds": list(NOTE_KINDS), "limit": limit}
-    tag = hashtag(target)
-    if tag:
-        query["#t"] = [tag]
-    else:
-        query["authors"] = [target.key]
-    if since is not None:
-        query["since"] = max(0, since)
-    return query
 
 
 def merged_note_filters(

@@ -64,8 +64,6 @@ async def run_click(
         await answer(chat, body, f"{prefix} {command}: something went wrong; it is logged", True)
         return
     text = reply.text
-    if text.startswith(f"/{command}"):
-        text = f"{prefix} {command}{text[len(command) + 1 :]}"
     if command == "undo" and text.startswith("Removed post"):
         await _retire_delete_button(chat, body)
     # The message the button sits on shows the outcome to everyone; the clicker is told alone.
@@ -110,7 +108,8 @@ async def answer(
     actions: tuple[Action, ...] = (),
 ) -> None:
     """Reply with already escaped `text` through the response_url (a new message, never
-    replacing the clicked one); if that fails, through the Web API."""
+    replacing the clicked one); if that fails, through the Web API. Serves slash
+    commands, buttons and the composer alike."""
     payload: dict[str, Any] = {
         "text": text,
         "response_type": "ephemeral" if ephemeral else "in_channel",
@@ -137,4 +136,4 @@ async def answer(
         else:
             await chat.api.call("chat.postMessage", json=message)
     except SlackFailure as failure:
-        log.warning("could not answer a Slack button in %s: %s", channel, failure)
+        log.warning("could not answer a Slack member in %s: %s", channel, failure)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
@@ -28,9 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Who Starling is in the workspace a request came from (one workspace, or OAuth's per request).
-Who = Callable[[AsyncBoltContext], "Identity"]
-
 REPLY_SHORTCUT = "starling_reply"
 QUOTE_SHORTCUT = "starling_quote"
 COMPOSE_VIEW = "starling_compose"
@@ -40,7 +36,7 @@ ERROR_LIMIT = 300
 PREVIEW_BUDGET_S = 2.5
 
 
-def register(app: AsyncApp, chat: SlackChat, commands: CommandService, who: Who) -> None:
+def register(app: AsyncApp, chat: SlackChat, commands: CommandService, who: actions.Who) -> None:
     """Message shortcuts and the two modal steps, over Socket Mode and HTTP alike."""
 
     async def on_shortcut(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
@@ -217,10 +213,7 @@ async def confirm(
     roles = await chat.user_groups.of(user)
     reply = await commands.handle(Invocation(ref, user, "post", meta.get("a", ""), roles))
     prefix = chat.settings.command
-    text = reply.text
-    if text.startswith("/post"):
-        text = f"{prefix} post{text[len('/post') :]}"
-    shown = reply_text(text, prefix, commands.command_names())
+    shown = reply_text(reply.text, prefix, commands.command_names())
     where = {"channel_id": channel_id, "user_id": user}
     await actions.answer(chat, where, shown, reply.ephemeral, reply.actions)
 

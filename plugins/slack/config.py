@@ -33,7 +33,13 @@ FALLBACK_ENV = {
     "client_secret": "SLACK_CLIENT_SECRET",
 }
 # What the manifest asks for; an OAuth install requests the same bot scopes.
-DEFAULT_SCOPES = ("chat:write", "commands", "channels:history", "groups:history")
+DEFAULT_SCOPES = (
+    "chat:write",
+    "commands",
+    "channels:history",
+    "groups:history",
+    "usergroups:read",
+)
 INSTALL_PATH = "/slack/install"
 REDIRECT_PATH = "/slack/oauth_redirect"
 

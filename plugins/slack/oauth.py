@@ -13,7 +13,6 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
@@ -33,8 +32,6 @@ from plugins.slack.config import INSTALL_PATH
 log = logging.getLogger(__name__)
 
 STATE_TTL_S = 600
-# The workspace of the request being handled (a command, a click), for its channel ids.
-_request_team: ContextVar[str] = ContextVar("slack_request_team", default="")
 
 
 def _keys(enterprise_id: str | None, team_id: str | None, org_wide: bool | None) -> tuple[str, str]:
@@ -43,11 +40,22 @@ def _keys(enterprise_id: str | None, team_id: str | None, org_wide: bool | None)
 
 
 class StarlingInstallationStore(AsyncInstallationStore):
-    """Bolt's installation store over `Store.save/find/delete_installation`."""
+    """Bolt's installation store over `Store.save/find/delete_installation`.
+
+    Bot tokens found for sends are kept in memory (every send needs one); any save
+    or delete empties that cache, so a new install or an uninstall counts at once.
+    """
 
     def __init__(self, platform: str) -> None:
         self.platform = platform
         self._store: Store | None = None
+        self._tokens: dict[str, str] = {}
+        self._generation = 0  # bumped by every save or delete
+
+    def _changed(self) -> None:
+        """An installation was saved or deleted: no cached token may outlive that."""
+        self._tokens.clear()
+        self._generation += 1
 
     def attach(self, store: Store) -> None:
         self._store = store
@@ -69,6 +77,7 @@ class StarlingInstallationStore(AsyncInstallationStore):
         # A bot-only app: the installer's user token (none is asked for) is not kept.
         data = {k: v for k, v in vars(installation).items() if k not in ("user_token",)}
         await self.store.save_installation(self.platform, enterprise, team, data)
+        self._changed()
         log.info(
             "Slack: installed in workspace %s (%s) by %s",
             installation.team_name or installation.enterprise_name,
@@ -111,9 +120,17 @@ class StarlingInstallationStore(AsyncInstallationStore):
 
     async def team_token(self, team_id: str) -> str:
         """The bot token of a workspace, whatever its enterprise; '' when not installed."""
+        cached = self._tokens.get(team_id)
+        if cached:
+            return cached
+        generation = self._generation
         data = await self.store.find_installation(self.platform, None, team_id)
         token = data.get("bot_token") if data is not None else None
-        return token if isinstance(token, str) else ""
+        if not isinstance(token, str):
+            return ""
+        if token and generation == self._generation:  # no save or delete meanwhile
+            self._tokens[team_id] = token
+        return token
 
     async def async_delete_bot(self, *, enterprise_id: str | None, team_id: str | None) -> None:
         await self._forget(enterprise_id, team_id)
@@ -128,10 +145,15 @@ class StarlingInstallationStore(AsyncInstallationStore):
         await self._forget(enterprise_id, team_id)
 
     async def _forget(self, enterprise_id: str | None, team_id: str | None) -> None:
-        if await self.store.delete_installation(self.platform, enterprise_id or "", team_id or ""):
-            log.info("Slack: uninstalled from workspace %s", team_id or enterprise_id)
-        elif team_id:  # an org-wide install is keyed without its team
-            await self.store.delete_installation(self.platform, enterprise_id or "", "")
+        try:
+            if await self.store.delete_installation(
+                self.platform, enterprise_id or "", team_id or ""
+            ):
+                log.info("Slack: uninstalled from workspace %s", team_id or enterprise_id)
+            elif team_id:  # an org-wide install is keyed without its team
+                await self.store.delete_installation(self.platform, enterprise_id or "", "")
+        finally:
+            self._changed()
 
 
 class MemoryStateStore(AsyncOAuthStateStore):
@@ -190,23 +212,22 @@ class SlackOAuthChat(SlackChat):
         )
 
     def serve_workspaces(self, app: AsyncApp) -> None:
-        """Every request runs with its workspace's token and team; uninstalling forgets it."""
+        """Every request runs with its workspace's token; uninstalling forgets it.
+
+        Channel refs need no help here: commands, clicks and the composer all pass
+        the team Bolt authorized the request for (`receive._who`)."""
 
         async def per_workspace(
             context: AsyncBoltContext, next: Callable[[], Awaitable[None]]
         ) -> None:
             # Bolt runs middleware one after another, then the listeners, in this
-            # request's own task: values set here stay with this request only.
-            _request_team.set(context.team_id or "")
+            # request's own task: the token set here stays with this request only.
             act_for_this_request(context.bot_token)
             await next()
 
         app.use(per_workspace)
         # app_uninstalled deletes the installation; tokens_revoked deletes the bot's.
         app.enable_token_revocation_listeners()
-
-    def channel_ref(self, team_id: str, channel_id: str, name: str = "") -> ChannelRef:
-        return super().channel_ref(team_id or _request_team.get(), channel_id, name)
 
     async def token_for(self, channel: ChannelRef) -> str:
         team, _, _ = channel.native_id.rpartition("/")

@@ -162,43 +162,22 @@ async def _run_command(
     except Exception:
         log.exception("%s %s failed", prefix, name)
         oops = reply_text(f"{prefix} {name}: something went wrong; it is logged", prefix, [])
-        await _answer(chat, body, oops, True)
+        await actions.answer(chat, body, oops, True)
         return
     text = reply.text
-    if text.startswith(f"/{name}"):  # the core names the command it ran, Slack-style is longer
+    # The core names the command it ran, Slack-style is longer. reply_text renames only
+    # known commands; this also covers an unknown one ("/frobnicate: unknown command").
+    if text.startswith(f"/{name}"):
         text = f"{prefix} {name}{text[len(name) + 1 :]}"
     shown = reply_text(text, prefix, commands.command_names())
-    if reply.actions:  # buttons under the answer (Delete after /post)
-        await actions.answer(chat, body, shown, reply.ephemeral, reply.actions)
-    else:
-        await _answer(chat, body, shown, reply.ephemeral)
+    # Buttons under the answer when it has any (Delete after /post).
+    await actions.answer(chat, body, shown, reply.ephemeral, reply.actions)
     if name in SUBSCRIBING and reply.changed and not await chat.is_member(channel_id):
         note = (
             f"Note: Starling is not a member of this channel yet, so it cannot post here. "
             f"Type /invite @{identity.user} first."
         )
-        await _answer(chat, body, reply_text(note, prefix, []), True)
-
-
-async def _answer(chat: SlackChat, body: dict[str, Any], text: str, ephemeral: bool) -> None:
-    """Reply through response_url; if that fails, through the Web API."""
-    url = str(body.get("response_url") or "")
-    kind = "ephemeral" if ephemeral else "in_channel"
-    if url.startswith(("https://", "http://")) and await chat.api.post_response(
-        url, {"text": text, "response_type": kind}
-    ):
-        return
-    channel = str(body.get("channel_id") or "")
-    try:
-        if ephemeral:
-            await chat.api.call(
-                "chat.postEphemeral",
-                json={"channel": channel, "user": str(body.get("user_id") or ""), "text": text},
-            )
-        else:
-            await chat.api.call("chat.postMessage", json={"channel": channel, "text": text})
-    except SlackFailure as failure:
-        log.warning("could not answer a Slack command in %s: %s", channel, failure)
+        await actions.answer(chat, body, reply_text(note, prefix, []), True)
 
 
 async def _socket_mode(chat: SlackChat, bolt: AsyncApp, stop: asyncio.Event) -> None:

@@ -54,6 +54,11 @@ class XNetwork:
             XPublisher(api, clock, journal, account=account) if settings.can_post else None
         )
 
+    async def refresh_status(self) -> None:
+        """Today's read count from the store, so `/status` has it before the first read."""
+        if self.settings.can_read:
+            await self.api.budget.load()
+
     def status_lines(self) -> list[str]:
         """What reading X has cost today and what holds it back, for `/status`."""
         if not self.settings.can_read:

@@ -14,10 +14,8 @@ X down) the retry fails rather than risk a duplicate.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import time
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +25,7 @@ from urllib.parse import urlsplit
 
 from bot.clock import Clock
 from bot.errors import Outcome, UpstreamError, UserError
-from bot.pluginstate import PluginState, retire_legacy_file
+from bot.pluginstate import KeyedJournal, PluginState
 from bot.protocols import Draft, Preparation, Published
 from plugins.x.api import Credential, XApi
 from plugins.x.convert import expanded_text, is_tweet_id, is_username, permalink
@@ -58,59 +56,30 @@ class _Attempt:
     native_id: str = ""
 
 
-class Journal:
+class Journal(KeyedJournal[_Attempt]):
     """Idempotency keys tried, with their text, start time and (once known) the post id.
 
-    Each key is one entry `post:<key>` in the plugin's state (Starling's database); a
-    `put` is committed when it returns, so the attempt is on disk before the POST.
-    Releases before 0008 kept a JSON file (`<name>-posts.json`); it is imported on
-    first use and renamed to `…json.imported`.
+    Entries `post:<key>` in the plugin's state. Releases before 0008 kept a JSON
+    file (`<name>-posts.json`); it is imported on first use.
     """
 
     def __init__(self, state: PluginState, legacy_path: Path | None = None) -> None:
-        self._state = state
-        self._legacy = legacy_path
-        self._ready = False
-        self._lock = asyncio.Lock()
-
-    async def get(self, key: str) -> _Attempt | None:
-        await self._import_legacy()
-        text = await self._state.get(_KEY_PREFIX + key)
-        if text is None:
-            return None
-        try:
-            return _decode(json.loads(text))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            log.warning("x: the journal entry for %r is unreadable; treating it as new", key)
-            return None
-
-    async def put(self, key: str, attempt: _Attempt) -> None:
-        await self._import_legacy()
-        await self._state.put(_KEY_PREFIX + key, _encode(attempt))
-        await self._state.prune(JOURNAL_DAYS * 86400)
-
-    async def _import_legacy(self) -> None:
-        if self._ready:
-            return
-        async with self._lock:
-            if self._ready or self._legacy is None or not self._legacy.is_file():
-                self._ready = True
-                return
-            try:
-                raw = json.loads(self._legacy.read_text(encoding="utf-8"))
-                entries = {str(k): _decode(v) for k, v in raw.items()}
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
-                log.warning("x: could not read the old post journal %s", self._legacy)
-                entries = {}
-            horizon = time.time() - JOURNAL_DAYS * 86400
-            for key, attempt in entries.items():
-                if attempt.started >= horizon and await self._state.get(_KEY_PREFIX + key) is None:
-                    await self._state.put(_KEY_PREFIX + key, _encode(attempt))
-            retire_legacy_file(self._legacy)
-            self._ready = True
+        super().__init__(
+            state,
+            prefix="post:",
+            keep_s=JOURNAL_DAYS * 86400,
+            encode=_encode,
+            decode=lambda text: _decode(json.loads(text)),
+            legacy=legacy_path,
+            read_legacy=_read_legacy,
+            label="x: post journal",
+        )
 
 
-_KEY_PREFIX = "post:"
+def _read_legacy(path: Path) -> list[tuple[str, _Attempt, float]]:
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    entries = [(str(key), _decode(value)) for key, value in raw.items()]
+    return [(key, attempt, attempt.started) for key, attempt in entries]
 
 
 def _decode(item: Any) -> _Attempt:

@@ -583,8 +583,7 @@ class DiscordServer:
         needed = int(command.get("default_member_permissions") or 0)
         if needed and not permissions & ADMINISTRATOR and permissions & needed != needed:
             raise PermissionError(f"Discord does not offer /{name} to this member")
-        log = InteractionLog(self.snowflake(), secrets.token_urlsafe(48), kind, name, channel.id, 0)
-        self.interactions[log.token] = log
+        log = self._new_interaction(kind, name, channel)
         data: dict[str, Any] = {
             "id": command["id"],
             "name": name,
@@ -594,29 +593,16 @@ class DiscordServer:
         }
         if resolved:
             data["resolved"] = resolved
-        payload = {
-            "id": log.id,
-            "application_id": self.application_id,
-            "type": kind,
-            "data": data,
-            "guild_id": channel.guild_id,
-            "guild": {"id": channel.guild_id, "locale": "en-US", "features": []},
-            "channel_id": channel.id,
-            "channel": {**channel.payload(), "permissions": str(permissions)},
-            "member": self._member_with(permissions, roles, user_id, username),
-            "token": log.token,
-            "version": 1,
-            "app_permissions": str(MEMBER),
-            "locale": "en-US",
-            "guild_locale": "en-US",
-            "entitlements": [],
-            "authorizing_integration_owners": {"0": channel.guild_id},
-            "context": 0,
-            "attachment_size_limit": 10_485_760,
-        }
-        log.sent_at = time.monotonic()
-        await self.dispatch("INTERACTION_CREATE", payload)
-        return log
+        payload = self._interaction_payload(
+            log,
+            channel,
+            data,
+            user_id=user_id,
+            username=username,
+            permissions=permissions,
+            roles=roles,
+        )
+        return await self._send_interaction(log, payload)
 
     async def click(
         self,
@@ -641,32 +627,23 @@ class DiscordServer:
         ]
         if not buttons or "custom_id" not in buttons[0]:
             raise AssertionError(f"no button {label!r} on message {message.get('id')}")
-        log = InteractionLog(self.snowflake(), secrets.token_urlsafe(48), 3, "", channel.id, 0)
+        log = self._new_interaction(3, "", channel)
+        data = {"custom_id": buttons[0]["custom_id"], "component_type": 2}
+        payload = self._interaction_payload(
+            log,
+            channel,
+            data,
+            user_id=user_id,
+            username=username,
+            permissions=permissions,
+            roles=roles,
+        )
+        payload["message"] = self._public(message)
+        return await self._send_interaction(log, payload)
+
+    def _new_interaction(self, kind: int, name: str, channel: Channel) -> InteractionLog:
+        log = InteractionLog(self.snowflake(), secrets.token_urlsafe(48), kind, name, channel.id, 0)
         self.interactions[log.token] = log
-        member = self._member_with(permissions, roles, user_id, username)
-        payload = {
-            "id": log.id,
-            "application_id": self.application_id,
-            "type": 3,
-            "data": {"custom_id": buttons[0]["custom_id"], "component_type": 2},
-            "message": self._public(message),
-            "guild_id": channel.guild_id,
-            "guild": {"id": channel.guild_id, "locale": "en-US", "features": []},
-            "channel_id": channel.id,
-            "channel": {**channel.payload(), "permissions": str(permissions)},
-            "member": member,
-            "token": log.token,
-            "version": 1,
-            "app_permissions": str(MEMBER),
-            "locale": "en-US",
-            "guild_locale": "en-US",
-            "entitlements": [],
-            "authorizing_integration_owners": {"0": channel.guild_id},
-            "context": 0,
-            "attachment_size_limit": 10_485_760,
-        }
-        log.sent_at = time.monotonic()
-        await self.dispatch("INTERACTION_CREATE", payload)
         return log
 
     def _interaction_payload(
@@ -678,10 +655,9 @@ class DiscordServer:
         user_id: str,
         username: str,
         permissions: int,
+        roles: list[str] | None = None,
     ) -> dict[str, Any]:
         """An INTERACTION_CREATE body from `user_id` in `channel`, as Discord sends it."""
-        member = self._member(permissions)
-        member["user"] = {**member["user"], "id": user_id, "username": username}
         return {
             "id": log.id,
             "application_id": self.application_id,
@@ -691,7 +667,7 @@ class DiscordServer:
             "guild": {"id": channel.guild_id, "locale": "en-US", "features": []},
             "channel_id": channel.id,
             "channel": {**channel.payload(), "permissions": str(permissions)},
-            "member": member,
+            "member": self._member_with(permissions, roles, user_id, username),
             "token": log.token,
             "version": 1,
             "app_permissions": str(MEMBER),
@@ -702,6 +678,13 @@ class DiscordServer:
             "context": 0,
             "attachment_size_limit": 10_485_760,
         }
+
+    async def _send_interaction(
+        self, log: InteractionLog, payload: dict[str, Any]
+    ) -> InteractionLog:
+        log.sent_at = time.monotonic()
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return log
 
     async def message_command(
         self,
@@ -716,8 +699,7 @@ class DiscordServer:
         """A member picks the message context menu `name` on `message` (command type 3)."""
         command = self._command(name, channel.guild_id)
         assert command.get("type") == 3, f"{name!r} is not a message context menu"
-        log = InteractionLog(self.snowflake(), secrets.token_urlsafe(48), 2, name, channel.id, 0)
-        self.interactions[log.token] = log
+        log = self._new_interaction(2, name, channel)
         data = {
             "id": command["id"],
             "name": name,
@@ -729,9 +711,7 @@ class DiscordServer:
         payload = self._interaction_payload(
             log, channel, data, user_id=user_id, username=username, permissions=permissions
         )
-        log.sent_at = time.monotonic()
-        await self.dispatch("INTERACTION_CREATE", payload)
-        return log
+        return await self._send_interaction(log, payload)
 
     async def submit_modal(
         self,
@@ -759,8 +739,7 @@ class DiscordServer:
             return {"type": component["type"], "custom_id": component["custom_id"], "value": value}
 
         channel = self.channels[opened.channel_id]
-        log = InteractionLog(self.snowflake(), secrets.token_urlsafe(48), 5, "", channel.id, 0)
-        self.interactions[log.token] = log
+        log = self._new_interaction(5, "", channel)
         data = {
             "custom_id": modal["custom_id"],
             "components": [submitted(c) for c in modal["components"]],
@@ -768,9 +747,7 @@ class DiscordServer:
         payload = self._interaction_payload(
             log, channel, data, user_id=user_id, username=username, permissions=permissions
         )
-        log.sent_at = time.monotonic()
-        await self.dispatch("INTERACTION_CREATE", payload)
-        return log
+        return await self._send_interaction(log, payload)
 
     async def autocomplete(
         self, channel: Channel, name: str, options: list[dict[str, Any]]

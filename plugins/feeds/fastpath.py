@@ -1,0 +1,542 @@
+"""When fastfeedparser reads a feed document right, and what it needs put back.
+
+fastfeedparser decodes by BOM or XML declaration only and loses data on a few
+document shapes (found by comparing it with feedparser over the whole corpus:
+tests/test_feed_fast_path.py). `fast_path_shapes` decides from the bytes, in as few
+passes over them as possible (a 157 KB document costs more to scan than to parse),
+and the fix-ups (`add_atom_author_uris`, `add_media_rss`, `uniform_content_base`)
+restore from the bytes what it drops, so both parsers give users the same posts.
+"""
+
+from __future__ import annotations
+
+import codecs
+import functools
+import html as _stdlib_html
+import itertools
+import re
+from collections.abc import Iterator
+from typing import Any, Final
+
+_UTF8_BOM: Final = b"\xef\xbb\xbf"
+_BOMS: Final = (codecs.BOM_UTF32_BE, codecs.BOM_UTF32_LE, _UTF8_BOM, b"\xfe\xff", b"\xff\xfe")
+_XML_DECL_ENCODING: Final = re.compile(
+    rb"""^\s*<\?xml[^>]*?\bencoding\s*=\s*["']([A-Za-z0-9._:-]+)["']"""
+)
+_CHARSET_PARAM: Final = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._:-]+)""", re.IGNORECASE)
+# Markup fastfeedparser reads wrongly, which sends a document to feedparser: inline
+# XHTML titles/summaries/bodies come out empty, Atom 0.3 base64/xml modes stay raw,
+# DOCTYPE entities are dropped, unescaped markup right inside a body element is lost.
+# Patterns that would start with `\b` leave it out and `_word_matches` checks the
+# byte before: a leading `\b` stops sre from scanning for the literal prefix, which
+# makes a search over a large document about 16 times slower.
+_ATOM03_MODE: Final = re.compile(rb"""mode\s*=\s*["'](?:xml|base64)""")
+_NAKED_MARKUP: Final = re.compile(
+    rb"<(?:description|content:encoded|summary|title)\b[^>]*>[^<]*<[A-Za-z]"
+)
+# Atom titles default to plain text; a feed that marks them as HTML does so on every one.
+_ATOM_HTML_TITLE: Final = re.compile(
+    rb"""<(?:[\w.-]+:)?title\b[^>]*\btype\s*=\s*["'](?:text/)?html["']"""
+)
+# More shapes it gets wrong, found by comparing both parsers over the feedparser corpus
+# (tests/test_feed_fast_path.py): Atom content of a binary type stays base64 (a
+# media:content only has attributes, so it is left out); Atom 0.3
+# author URIs (<url>/<homepage>) are dropped; xml:base and RSS <fullitem>
+# are ignored; a bare "&" (ill-formed XML) is recovered differently; numeric
+# references to C1 controls (&#146;) are not read as the windows-1252 they mean.
+_BINARY_TYPE: Final = re.compile(
+    rb"""<(?!media:)(?:[\w.-]+:)?(?:content|summary|title|subtitle)\b[^>]*?\btype\s*=\s*["']"""
+    rb"""(?!(?:text|html|xhtml)["']|text/|application/xhtml)"""
+)
+_AUTHOR_URI: Final = re.compile(rb"<(?:[\w.-]+:)?(?:url|homepage)\s*>")
+# Atom 1.0 author URIs fastfeedparser drops; `add_atom_author_uris` puts them back.
+_ATOM_URI: Final = re.compile(rb"<(?:[\w.-]+:)?uri\s*>")
+_ATOM_ENTRY_START: Final = re.compile(rb"<(?:[\w.-]+:)?entry[\s>/]")
+# Its local name alone, which sre finds by its literal prefix; `_element_open` checks
+# the "<" or "<prefix:" before (a search from "<" tries every tag of the document).
+_ENTRY_NAME: Final = re.compile(rb"entry[\s>/]")
+_ATOM_AUTHOR: Final = re.compile(
+    rb"<(?:[\w.-]+:)?author\b[^>]*>(.*?)</(?:[\w.-]+:)?author\s*>", re.DOTALL
+)
+_AUTHOR_NAME: Final = re.compile(rb"author")  # as _ENTRY_NAME for _ATOM_AUTHOR
+_ATOM_AUTHOR_URI: Final = re.compile(rb"<(?:[\w.-]+:)?uri\s*>([^<]*)</(?:[\w.-]+:)?uri\s*>")
+# Media RSS as feedparser reads it (fastfeedparser keeps a media:description only on the
+# media:content beside it, drops a media:thumbnail beside a media:content, and can take
+# an item's media:title for its title); `add_media_rss` rebuilds it from the bytes.
+_MEDIA_RSS: Final = re.compile(rb"<media:(?:group|title|description|thumbnail)[\s>/]")
+_MRSS_NAMESPACE: Final = re.compile(rb"search\.yahoo\.com/mrss")
+_MRSS_DECLARATION: Final = re.compile(
+    rb"""xmlns:([\w.-]+)\s*=\s*(["'])http://search\.yahoo\.com/mrss/?\2"""
+)
+_MEDIA_PREFIX_DECLARATION: Final = re.compile(rb"""xmlns:media\s*=\s*["']([^"']*)["']""")
+_ENTRY_OR_ITEM_START: Final = re.compile(rb"<(?:[\w.-]+:)?(?:entry|item)[\s>/]")
+_MEDIA_ELEMENT: Final = re.compile(
+    rb"<media:(content|thumbnail|title|description)((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>"
+)
+_MEDIA_DESCRIPTION_END: Final = re.compile(rb"</media:description\s*>")
+_MEDIA_GROUP_OPEN: Final = re.compile(rb"<media:group[\s>]")
+_MEDIA_GROUP_CLOSE: Final = re.compile(rb"</media:group\s*>")
+_TITLE_WITH_TEXT: Final = re.compile(rb"<title(?:\s[^>]*)?>\s*(?:<!\[CDATA\[\s*)?[^<\s]")
+_TITLE_END: Final = re.compile(rb"</title\s*>")
+# Elements feedparser reads as an entry's summary or content besides media:description.
+_OTHER_BODY: Final = re.compile(
+    rb"<(?!media:)(?:[\w.-]+:)?(?:description|summary|content|abstract|encoded|fullitem|body)"
+    rb"[\s>/]"
+)
+_ENTRY_SOURCE: Final = re.compile(rb"<(?:[\w.-]+:)?source[\s>/]")
+_ATTRIBUTE: Final = re.compile(rb"""([\w.:-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+# The references an XML parser decodes without a DTD; any other makes it read otherwise.
+_XML_REFERENCE: Final = re.compile(rb"&(?!(?:lt|gt|amp|quot|apos|#[0-9]+|#x[0-9A-Fa-f]+);)")
+_CDATA_SECTION: Final = re.compile(rb"<!\[CDATA\[(.*?)\]\]>", re.DOTALL)
+_BARE_AMPERSAND: Final = re.compile(rb"&(?![A-Za-z][\w.-]*;|#[0-9]+;|#[xX][0-9A-Fa-f]+;)")
+# Two patterns, not one alternation: each keeps its literal prefix scan.
+_C1_REFERENCE: Final = re.compile(rb"&#(?:1[2-5][0-9]|x[89][0-9A-Fa-f]);")
+_C1_UTF8: Final = re.compile(rb"\xc2[\x80-\x9f]")
+# An RSS <body> (XHTML) is read from other elements than feedparser's (empty text); an
+# unclosed CDATA section is recovered differently. Media RSS is put right afterwards
+# (`add_media_rss`).
+_OTHER_SHAPES: Final = (b"<body",)
+# The gates that start at "<" (or "&") searched in one pass each: an alternation
+# behind a shared literal keeps sre's prefix scan, so the body is walked once, not
+# once per shape. _TAG_GATE matches exactly where _NAKED_MARKUP, _BINARY_TYPE,
+# _AUTHOR_URI or one of _OTHER_SHAPES/"<!ENTITY" would (checked by
+# tests/test_parse_speed_regressions.py), written to fail fast on an ordinary tag:
+# every part starts with [\w.!-] (so "</..." is skipped at once), the optional
+# "prefix:" is tried once for both parts that allow it, and runs that can never be
+# followed by what comes next ([\w.-] before ":", [^>] before ">") are possessive.
+_TAG_GATE: Final = re.compile(
+    rb"<(?=[\w.!-])(?:"
+    rb"(?:description|content:encoded|summary|title)\b[^>]*+>[^<]*+<[A-Za-z]"
+    rb"|body|!ENTITY"
+    rb"|(?!media:)(?:[\w.-]++:)?(?:"
+    rb"""(?:content|summary|title|subtitle)\b[^>]*?\btype\s*=\s*["']"""
+    rb"""(?!(?:text|html|xhtml)["']|text/|application/xhtml)"""
+    rb"|(?:url|homepage)\s*>"
+    rb"))"
+)
+# Shapes at "<" that change how a fast-path document is read but do not send it to
+# feedparser, found in the same walk as _TAG_GATE (see `_scan_tags`). Each is a
+# lookahead, so a match takes only the "<" and hides nothing that starts after it,
+# and comes after the _TAG_GATE parts, so a named group is set only where no gate
+# part matched. Runs before ":" are possessive as in _TAG_GATE (":" is not in them).
+_SCANNED_SHAPES: Final = {
+    "media": rb"media:(?:group|title|description|thumbnail)[\s>/]",  # _MEDIA_RSS
+    "uri": rb"(?:[\w.-]++:)?uri\s*>",  # _ATOM_URI
+    "html_title": (  # _ATOM_HTML_TITLE
+        rb"""(?:[\w.-]++:)?title\b[^>]*\btype\s*=\s*["'](?:text/)?html["']"""
+    ),
+}
+_AMPERSAND_GATE: Final = re.compile(
+    b"&(?:" + _BARE_AMPERSAND.pattern[1:] + b"|" + _C1_REFERENCE.pattern[1:] + b")"
+)
+# Plain strings whose last byte is common in XML (">", "l") are found faster by
+# sre's literal scan than by `bytes.__contains__`/`count`, which key on that byte.
+_XHTML: Final = re.compile(rb"xhtml")
+_CDATA_END: Final = re.compile(rb"\]\]>")
+_FULLITEM: Final = re.compile(rb"fullitem")
+_XML_BASE: Final = re.compile(rb"""xml:base\s*=\s*["']([^"']*)["']""")
+_XML_BASE_NAME: Final = re.compile(rb"xml:base")  # never overlaps itself
+_XML_BASE_ON_CONTENT: Final = re.compile(
+    rb"""<(?:[\w.-]+:)?(?:content|summary)\s[^>]*?\bxml:base\s*=\s*["']([^"']*)["']"""
+)
+_WORD_BYTES: Final = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+_PREFIX_BYTES: Final = _WORD_BYTES | frozenset(b".-")  # [\w.-]
+
+
+def _codec(name: str) -> str:
+    try:
+        return codecs.lookup(name).name
+    except (LookupError, ValueError):
+        return ""
+
+
+def fast_path_shapes(
+    body: bytes, content_type: str, *, base_ok: bool | None = None
+) -> frozenset[str] | None:
+    """Which `_SCANNED_SHAPES` the document has when fastfeedparser is known to read it
+    correctly, else None.
+
+    It decodes by BOM or XML declaration only (else UTF-8, garbling everything
+    else) and cannot see the HTTP charset, so we need a declaration it can use
+    that the header does not contradict. Without either, XML means UTF-8, and
+    bytes that are valid UTF-8 are read correctly; anything else (undeclared
+    windows-1252, say) goes to feedparser, which guesses. The shapes it loses
+    data on go there too, whatever the encoding; tests/test_feed_fast_path.py
+    compares both parsers over the whole corpus. `base_ok` (no `xml:base`, or a
+    uniform content base) is passed by a caller that has worked it out already.
+    """
+    match = _CHARSET_PARAM.search(content_type)
+    header = _codec(match.group(1)) if match else ""
+    if body.startswith(_BOMS):
+        declared = "bom"
+    else:
+        decl = _XML_DECL_ENCODING.match(body[:1024])
+        declared = _codec(decl.group(1).decode("ascii")) if decl else ""
+    if declared == "bom":
+        ok = not header or header.startswith("utf")
+    elif declared:
+        # A declared UTF-8 that is not: feedparser's guess, as for undeclared bytes.
+        ok = header in ("", declared) and (declared != "utf-8" or _is_utf8(body))
+    else:
+        ok = header in ("", "utf-8", "ascii") and _is_utf8(body)
+    if not ok or _XHTML.search(body):
+        return None
+    if base_ok is None:
+        base_ok = b"xml:base" not in body or bool(uniform_content_base(body))
+    if not base_ok:
+        return None
+    if _FULLITEM.search(body):
+        return None
+    if b"<![CDATA[" in body and body.count(b"<![CDATA[") != len(_CDATA_END.findall(body)):
+        return None
+    # Guards are single bytes (memchr); a guard that scans the whole body for a
+    # longer string costs about as much as the search it would save.
+    if (
+        next(_word_matches(_ATOM03_MODE, body), None) is not None
+        or (b"&" in body and _AMPERSAND_GATE.search(body))
+        or (b"\xc2" in body and _C1_UTF8.search(body))
+    ):
+        return None
+    return _scan_tags(body)
+
+
+# The patterns `_SCANNED_SHAPES` stand for, each matched where the scan found one.
+_SHAPE_PATTERNS: Final = {"media": _MEDIA_RSS, "uri": _ATOM_URI, "html_title": _ATOM_HTML_TITLE}
+
+
+@functools.cache
+def _tag_scan(shapes: frozenset[str]) -> re.Pattern[bytes]:
+    """_TAG_GATE with a named lookahead for each of `shapes` (the ones not found yet)."""
+    looks = b"".join(
+        b"|(?=(?P<" + name.encode() + b">" + shape + b"))"
+        for name, shape in _SCANNED_SHAPES.items()
+        if name in shapes
+    )
+    return re.compile(_TAG_GATE.pattern[:-1] + looks + b")") if looks else _TAG_GATE
+
+
+def _scan_tags(body: bytes) -> frozenset[str] | None:
+    """Which `_SCANNED_SHAPES` occur, or None where _TAG_GATE matches, in one walk.
+
+    Searching each separately walks every tag of a large document four times. A
+    match with no named group is a _TAG_GATE part (they come first, so one would win
+    where a shape also matched); a shape found drops out of the pattern, and the
+    others are tried at the same "<" (`<media:title type="html">` is two shapes).
+    """
+    found: set[str] = set()
+    remaining = frozenset(_SCANNED_SHAPES)
+    pos = 0
+    while (match := _tag_scan(remaining).search(body, pos)) is not None:
+        if match.lastgroup is None:
+            return None
+        start = match.start()
+        found.update(name for name in remaining if _SHAPE_PATTERNS[name].match(body, start))
+        remaining = remaining - found
+        pos = start + 1
+    return frozenset(found)
+
+
+def _word_matches(pattern: re.Pattern[bytes], body: bytes) -> Iterator[re.Match[bytes]]:
+    """The matches `pattern.finditer` would give were it written with a leading `\b`.
+
+    `pattern` starts with a word character, so `\b` there means "no word byte
+    before". A rejected match is retried one byte on, as the regex engine would.
+    """
+    pos = 0
+    while (match := pattern.search(body, pos)) is not None:
+        start = match.start()
+        if start and body[start - 1] in _WORD_BYTES:
+            pos = start + 1
+            continue
+        yield match
+        pos = max(match.end(), start + 1)
+
+
+def add_atom_author_uris(body: bytes, data: dict[str, Any]) -> bool:
+    """Put back the `<author><uri>` of the feed and of each entry, as feedparser keeps it.
+
+    fastfeedparser lists entries in document order, so the n-th `<entry>` start is
+    the n-th entry. False (read it with feedparser) when the two do not line up.
+    """
+    entries = data.get("entries")
+    starts = _entry_starts(body)
+    if not isinstance(entries, list) or len(starts) != len(entries):
+        return False
+    bounds = [0, *starts, len(body)]
+    nodes: list[Any] = [data.get("feed"), *entries]
+    for node, begin, end in zip(nodes, bounds, bounds[1:], strict=False):
+        author = _first_author(body, begin, end)
+        uri = _ATOM_AUTHOR_URI.search(author.group(1)) if author else None
+        if uri is None or not isinstance(node, dict):
+            continue
+        detail = node.get("author_detail")
+        detail = dict(detail) if isinstance(detail, dict) else {}
+        detail["href"] = _stdlib_html.unescape(uri.group(1).decode("utf-8", "replace")).strip()
+        node["author_detail"] = detail
+    return True
+
+
+def _entry_starts(body: bytes) -> list[int]:
+    """Where `_ATOM_ENTRY_START` matches (its matches hold one "<", so never overlap)."""
+    starts = []
+    for match in _ENTRY_NAME.finditer(body):
+        start = _element_open(body, match.start())
+        if start >= 0:
+            starts.append(start)
+    return starts
+
+
+def _first_author(body: bytes, begin: int, end: int) -> re.Match[bytes] | None:
+    """`_ATOM_AUTHOR.search(body, begin, end)`, tried only at the "<" of an "author".
+
+    Every match starts there, and those "<"s come in the order of their names.
+    """
+    for name in _AUTHOR_NAME.finditer(body, begin, end):
+        start = _element_open(body, name.start())
+        if start >= begin:
+            match = _ATOM_AUTHOR.match(body, start, end)
+            if match is not None:
+                return match
+    return None
+
+
+def _element_open(body: bytes, name: int) -> int:
+    """The "<" that opens the element whose local name starts at `name`: right before
+    it, or before a "prefix:" of name bytes (as `<(?:[\\w.-]+:)?` reads); else -1."""
+    if not name:
+        return -1
+    if body[name - 1] == 0x3C:  # "<"
+        return name - 1
+    if body[name - 1] != 0x3A:  # ":"
+        return -1
+    pos = name - 1
+    while pos and body[pos - 1] in _PREFIX_BYTES:
+        pos -= 1
+    return pos - 1 if pos < name - 1 and pos and body[pos - 1] == 0x3C else -1
+
+
+def media_rss_fields(body: bytes, *, is_atom: bool) -> list[dict[str, Any]] | None:
+    """The Media RSS fields feedparser gives each `<entry>`/`<item>`, in document order:
+    every media:content and media:thumbnail (their attributes), and a media:description
+    as the summary.
+
+    None (read it with feedparser) for any shape where feedparser's reading is not
+    certain: another prefix for the namespace, a media:title that could be taken for
+    the title, a media:description beside another body, markup or a DTD entity.
+    """
+    declared = [m.group(1) for m in _MRSS_DECLARATION.finditer(body)]
+    if set(declared) - {b"media"} or len(_MRSS_NAMESPACE.findall(body)) != len(declared):
+        return None
+    if any(not _MRSS_NAMESPACE.search(v) for v in _MEDIA_PREFIX_DECLARATION.findall(body)):
+        return None
+    if b"xml:base" in body:
+        return None
+    starts = [m.start() for m in _ENTRY_OR_ITEM_START.finditer(body)]
+    if not starts or b"<media:title" in body[: starts[0]]:
+        return None  # a feed title feedparser may take from it
+    bounds = [*starts, len(body)]
+    fields: list[dict[str, Any]] = []
+    for begin, end in itertools.pairwise(bounds):
+        update = _segment_media_rss(body, begin, end, is_atom=is_atom)
+        if update is None:
+            return None
+        fields.append(update)
+    return fields
+
+
+def add_media_rss(data: dict[str, Any], fields: list[dict[str, Any]]) -> bool:
+    """Put `media_rss_fields` into fastfeedparser's entries; the n-th `<entry>`/`<item>`
+    start is the n-th entry (as in `add_atom_author_uris`). False when they do not
+    line up (read it with feedparser)."""
+    entries = data.get("entries")
+    if not isinstance(entries, list) or len(entries) != len(fields):
+        return False
+    if not all(isinstance(entry, dict) for entry in entries):
+        return False
+    for entry, update in zip(entries, fields, strict=True):
+        if "summary" in update:
+            entry.pop("content", None)
+            entry["description"] = update["summary"]
+        entry.update(update)
+    return True
+
+
+def _segment_media_rss(
+    body: bytes, begin: int, end: int, *, is_atom: bool
+) -> dict[str, Any] | None:
+    """The Media RSS fields of the entry in body[begin:end], or None (use feedparser)."""
+    contents: list[dict[str, str]] = []
+    thumbnails: list[dict[str, str]] = []
+    description: tuple[str, str] | None = None
+    title_end = -1
+    for match in _MEDIA_ELEMENT.finditer(body, begin, end):
+        kind, raw_attrs = match.group(1), match.group(2)
+        attrs = _xml_attributes(raw_attrs)
+        if attrs is None:
+            return None
+        if kind == b"title":
+            # feedparser keeps the entry's own non-empty <title>, wherever it is;
+            # fastfeedparser does too unless a media:title outside a group comes first.
+            if title_end < 0:
+                title = _TITLE_WITH_TEXT.search(body, begin, end)
+                close = _TITLE_END.search(body, title.end(), end) if title else None
+                if close is None or (_ENTRY_SOURCE.search(body, begin, end) is not None):
+                    return None
+                title_end = close.end()
+            pos = match.start()
+            if pos < title_end and not _inside_media_group(body, begin, pos):
+                return None
+        elif kind == b"description":
+            if description is not None or _OTHER_BODY.search(body, begin, end):
+                return None
+            kind_attr = attrs.get("type", "text/html").lower()
+            kind_attr = {"text": "text/plain", "plain": "text/plain", "html": "text/html"}.get(
+                kind_attr, kind_attr
+            )
+            if kind_attr not in ("text/html", "text/plain") or (
+                kind_attr == "text/plain" and not is_atom
+            ):
+                return None  # other types, or RSS text feedparser sniffs for markup
+            if raw_attrs.rstrip().endswith(b"/"):
+                text = ""
+            else:
+                close = _MEDIA_DESCRIPTION_END.search(body, match.end(), end)
+                if close is None:
+                    return None
+                decoded = _xml_text(body[match.end() : close.start()])
+                if decoded is None:
+                    return None
+                text = decoded
+            description = (text, kind_attr)
+        elif kind == b"content":
+            contents.append(attrs)
+        else:
+            if "url" not in attrs:
+                return None  # feedparser would take the element's text as the URL
+            thumbnails.append(attrs)
+    update: dict[str, Any] = {"media_content": contents, "media_thumbnail": thumbnails}
+    if description is not None:
+        update["summary"] = description[0]
+        update["summary_detail"] = {"type": description[1]}
+    return update
+
+
+def _inside_media_group(body: bytes, begin: int, pos: int) -> bool:
+    """Whether `pos` lies inside an open <media:group> (which holds no nested group)."""
+    opened = closed = -1
+    for match in _MEDIA_GROUP_OPEN.finditer(body, begin, pos):
+        opened = match.start()
+    for match in _MEDIA_GROUP_CLOSE.finditer(body, begin, pos):
+        closed = match.start()
+    return opened > closed
+
+
+def _xml_attributes(raw: bytes) -> dict[str, str] | None:
+    """Attributes as an XML parser and feedparser give them: names lowercased, white
+    space normalised, references decoded, `type` lowercased; None if unsure."""
+    attrs: dict[str, str] = {}
+    for match in _ATTRIBUTE.finditer(raw):
+        value = match.group(2) if match.group(2) is not None else match.group(3)
+        if b"<" in value or _XML_REFERENCE.search(value):
+            return None
+        value = value.replace(b"\r\n", b" ").translate(_ATTRIBUTE_SPACE)
+        name = match.group(1).decode("ascii", "replace").lower()
+        text = _stdlib_html.unescape(value.decode("utf-8", "replace"))
+        attrs[name] = text.lower() if name in ("type", "rel") else text
+    return attrs
+
+
+_ATTRIBUTE_SPACE: Final = bytes.maketrans(b"\t\n\r", b"   ")
+
+
+def _xml_text(raw: bytes) -> str | None:
+    """Character data (text and CDATA sections) as an XML parser reads it, stripped as
+    feedparser strips it; None when it holds markup or a reference XML cannot decode."""
+    parts: list[str] = []
+    pos = 0
+    for match in _CDATA_SECTION.finditer(raw):
+        plain = _xml_character_data(raw[pos : match.start()])
+        if plain is None:
+            return None
+        parts.append(plain)
+        parts.append(_xml_newlines(match.group(1)).decode("utf-8", "replace"))
+        pos = match.end()
+    tail = _xml_character_data(raw[pos:])
+    if tail is None:
+        return None
+    parts.append(tail)
+    return "".join(parts).strip()
+
+
+def _xml_character_data(raw: bytes) -> str | None:
+    if b"<" in raw or b"]]>" in raw or _XML_REFERENCE.search(raw):
+        return None
+    return _stdlib_html.unescape(_xml_newlines(raw).decode("utf-8", "replace"))
+
+
+def _xml_newlines(raw: bytes) -> bytes:
+    return raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
+def uniform_content_base(body: bytes) -> str:
+    """The `xml:base` of the entries' content when only content elements carry one and
+    it is the same absolute http(s) URL (as WordPress writes it); else "" (feedparser
+    reads the document, resolving every base where it applies)."""
+    # Both counts start from the same places, found in one walk over the document.
+    places = [match.start() for match in _XML_BASE_NAME.finditer(body)]
+    values = _xml_base_values(body, places)
+    if len(set(values)) != 1 or _count_content_bases(body, places) != len(values):
+        return ""
+    base = _stdlib_html.unescape(values[0].decode("utf-8", "replace")).strip()
+    return base if base.startswith(("http://", "https://")) and " " not in base else ""
+
+
+def _xml_base_values(body: bytes, places: list[int]) -> list[bytes]:
+    """The values `_word_matches(_XML_BASE, body)` gives, `places` being every "xml:base".
+
+    Each match starts at one of them, so trying them in order (skipping those inside
+    the last match) finds what the search from the last match would.
+    """
+    values: list[bytes] = []
+    pos = 0
+    for start in places:
+        if start < pos or (start and body[start - 1] in _WORD_BYTES):
+            continue
+        match = _XML_BASE.match(body, start)
+        if match is not None:
+            values.append(match.group(1))
+            pos = max(match.end(), start + 1)
+    return values
+
+
+def _count_content_bases(body: bytes, places: list[int]) -> int:
+    """len(_XML_BASE_ON_CONTENT.findall(body)), `places` being every "xml:base" in it.
+
+    A match starts at a "<" with no ">" between it and the "xml:base" it holds, so
+    only the "<"s in each such window are tried, in order, each once, from where
+    the last match ended; the search itself would try every tag of the document.
+    """
+    count = 0
+    pos = 0  # where findall would search next
+    tried = 0  # every "<" before this has been tried (or lies before `pos`)
+    for at in places:
+        lt = body.find(b"<", max(pos, tried, body.rfind(b">", 0, at) + 1), at + 1)
+        while lt >= 0:
+            match = _XML_BASE_ON_CONTENT.match(body, lt)
+            if match is not None:
+                count += 1
+                pos = match.end()
+                break
+            lt = body.find(b"<", lt + 1, at + 1)
+        tried = max(tried, at + 1)
+    return count
+
+
+def _is_utf8(body: bytes) -> bool:
+    if body.isascii():
+        return True
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

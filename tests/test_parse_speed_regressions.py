@@ -1,0 +1,309 @@
+"""The feed parser's faster gates and helpers mean exactly what the slower forms meant.
+
+`plugins.feeds.parse` rewrote several fast-path gates for speed (no leading `\\b`,
+shared-prefix alternations, one walk over the tags for several shapes, searches
+started from a literal instead of from every "<") and `bot.html` gained fast paths
+for plain text and absolute URLs. Each check here compares the new form with the
+original one over edge cases, so a later edit cannot change routing or output
+unnoticed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+
+from bot import html as bot_html
+from plugins.feeds import fastpath as feeds_fastpath
+
+_ORIGINAL_MODE = re.compile(rb"""\bmode\s*=\s*["'](?:xml|base64)""")
+_ORIGINAL_XML_BASE = re.compile(rb"""\bxml:base\s*=\s*["']([^"']*)["']""")
+_ORIGINAL_C1 = re.compile(rb"&#(?:1[2-5][0-9]|x[89][0-9A-Fa-f]);|\xc2[\x80-\x9f]")
+
+WORD_CASES = [
+    b"",
+    b"mode='xml'",
+    b"xmode='xml'",
+    b"_mode='base64'",
+    b'<c mode = "xml">',
+    b"<c xmode='xml' mode='base64'>",
+    b"1mode='xml' -mode='xml'",
+    b'axml:base="xml:base="http://a/"',
+    b'<content xml:base="http://a/" /><summary xml:base="http://b/">',
+    b'xml:base="http://a/"',
+    b"<x _xml:base=\"1\"/><y xml:base = '2'/>",
+    b"\xd0\xb0xml:base='http://c/'",
+]
+
+
+@pytest.mark.parametrize("doc", WORD_CASES)
+def test_word_matches_equal_a_leading_word_boundary(doc: bytes) -> None:
+    new_modes = [m.span() for m in feeds_fastpath._word_matches(feeds_fastpath._ATOM03_MODE, doc)]
+    assert new_modes == [m.span() for m in _ORIGINAL_MODE.finditer(doc)]
+    new_bases = [m.group(1) for m in feeds_fastpath._word_matches(feeds_fastpath._XML_BASE, doc)]
+    assert new_bases == _ORIGINAL_XML_BASE.findall(doc)
+
+
+GATE_CASES = [
+    b"<rss><item><title>plain</title></item></rss>",
+    b"<description>x <b>bold</b></description>",
+    b"<content type='application/octet-stream'>AAAA</content>",
+    b'<atom:title type="text">t</atom:title>',
+    b"<author><url>http://a/</url></author>",
+    b"<x:homepage >http://a/</x:homepage>",
+    b"<body>hi</body>",
+    b"<media:group></media:group>",
+    b"<media:title>t</media:title>",
+    b"<!DOCTYPE x [<!ENTITY e 'v'>]>",
+    b"a & b",
+    b"a &amp; b &#233; &#x41;",
+    b"&#146; and &#x92;",
+    b"\xc2\x92 and \xc2\xa0",
+    b"&name-with.dots;",
+    b"</title><title>t</title>",
+    b"<.x:content type='image/png'>",
+    b"<-a:url>",
+    b"<a.b-c:homepage\t>",
+    b"<x:y:url>",
+    b"<feed:url >",
+    b"<title a='1'>text <",
+    b"<title>text <1",
+    b"<summary>text</summary>",
+    b"<content type='text/html'>x</content>",
+    b"<content type='xhtml'>x</content>",
+    b"<content:encoded>a<b>c</b></content:encoded>",
+    b"<titles>x</titles><bodyguard/>",
+    b"<!-- <body -->",
+]
+
+
+def _original_tag_and_amp_gates(body: bytes) -> bool:
+    return bool(
+        feeds_fastpath._NAKED_MARKUP.search(body)
+        or (b"type" in body and feeds_fastpath._BINARY_TYPE.search(body))
+        or ((b"url" in body or b"homepage" in body) and feeds_fastpath._AUTHOR_URI.search(body))
+        or any(s in body for s in feeds_fastpath._OTHER_SHAPES)
+        or b"<!ENTITY" in body
+        or _ORIGINAL_C1.search(body)
+        or (b"&" in body and feeds_fastpath._BARE_AMPERSAND.search(body))
+    )
+
+
+@pytest.mark.parametrize("body", GATE_CASES)
+def test_combined_gates_match_where_a_part_would(body: bytes) -> None:
+    combined = bool(
+        feeds_fastpath._TAG_GATE.search(body)
+        or (b"&" in body and feeds_fastpath._AMPERSAND_GATE.search(body))
+        or (b"\xc2" in body and feeds_fastpath._C1_UTF8.search(body))
+    )
+    assert combined == _original_tag_and_amp_gates(body)
+
+
+def test_combined_gates_agree_over_the_corpus() -> None:
+    fixtures = Path(__file__).parent / "fixtures"
+    for path in sorted(fixtures.rglob("*.xml")):
+        body = path.read_bytes()
+        combined = bool(
+            feeds_fastpath._TAG_GATE.search(body)
+            or (b"&" in body and feeds_fastpath._AMPERSAND_GATE.search(body))
+            or (b"\xc2" in body and feeds_fastpath._C1_UTF8.search(body))
+        )
+        assert combined == _original_tag_and_amp_gates(body), path
+        modes = [m.span() for m in feeds_fastpath._word_matches(feeds_fastpath._ATOM03_MODE, body)]
+        assert modes == [m.span() for m in _ORIGINAL_MODE.finditer(body)], path
+        bases = [m.group(1) for m in feeds_fastpath._word_matches(feeds_fastpath._XML_BASE, body)]
+        assert bases == _ORIGINAL_XML_BASE.findall(body), path
+        assert _new_scan_forms(body) == _original_scan_forms(body), path
+        cdata_ends = len(feeds_fastpath._CDATA_END.findall(body))
+        assert cdata_ends == body.count(b"]]>"), path
+        assert bool(feeds_fastpath._XHTML.search(body)) == (b"xhtml" in body), path
+
+
+# What `_scan_tags`, `_entry_starts`, `_xml_base_values`, `_count_content_bases` and
+# `_FULLITEM` replace: a search per shape, each over the whole document.
+def _windows(body: bytes, starts: list[int]) -> list[tuple[int, int]]:
+    """The entries' spans as `_add_atom_author_uris` cuts them, and a few odd ones."""
+    bounds = [0, *starts, len(body)]
+    odd = [(1, len(body)), (2, max(2, len(body) - 1)), (len(body) // 2, len(body))]
+    return [*itertools.pairwise(bounds), *odd]
+
+
+def _span(match: re.Match[bytes] | None) -> tuple[int, int, bytes] | None:
+    return None if match is None else (*match.span(), match.group(1))
+
+
+def _original_scan_forms(body: bytes) -> tuple[object, ...]:
+    shapes = None
+    if not feeds_fastpath._TAG_GATE.search(body):
+        shapes = frozenset(
+            name
+            for name, pattern in (
+                ("media", feeds_fastpath._MEDIA_RSS),
+                ("uri", feeds_fastpath._ATOM_URI),
+                ("html_title", feeds_fastpath._ATOM_HTML_TITLE),
+            )
+            if pattern.search(body)
+        )
+    starts = [m.start() for m in feeds_fastpath._ATOM_ENTRY_START.finditer(body)]
+    return (
+        shapes,
+        starts,
+        [
+            _span(feeds_fastpath._ATOM_AUTHOR.search(body, begin, end))
+            for begin, end in _windows(body, starts)
+        ],
+        [m.group(1) for m in feeds_fastpath._word_matches(feeds_fastpath._XML_BASE, body)],
+        len(feeds_fastpath._XML_BASE_ON_CONTENT.findall(body)),
+        b"fullitem" in body,
+    )
+
+
+def _new_scan_forms(body: bytes) -> tuple[object, ...]:
+    places = [m.start() for m in feeds_fastpath._XML_BASE_NAME.finditer(body)]
+    starts = feeds_fastpath._entry_starts(body)
+    return (
+        feeds_fastpath._scan_tags(body),
+        starts,
+        [
+            _span(feeds_fastpath._first_author(body, begin, end))
+            for begin, end in _windows(body, starts)
+        ],
+        feeds_fastpath._xml_base_values(body, places),
+        feeds_fastpath._count_content_bases(body, places),
+        feeds_fastpath._FULLITEM.search(body) is not None,
+    )
+
+
+SCAN_CASES = [
+    *GATE_CASES,
+    *WORD_CASES,
+    b'<media:title type="html">t</media:title>',  # two shapes at one "<"
+    b'<title type="html">a <b>b</b></title>',  # a gate part and a shape at one "<"
+    b'<title type="html"><body>',  # a shape must not hide what follows it
+    b"<x:uri>a</x:uri><uri >b</uri><media:group/>",
+    b"<a.b:entry/><:entry ><x:y:entry>entry <entry><-entry\t</entry>",
+    b"a:entry x<b:entry>",
+    b'<content a="<" xml:base="http://a/">',
+    b'<content <x xml:base="http://a/">',
+    b"<summary xml:base='a' xml:base='b'><content\txml:base=\"c\">",
+    b"<content xml:base=\"a xml:base='b'\">",
+    b'<content>xml:base="a"</content><summary _xml:base="b">',
+    b"<!-- fullitem --><fullitemx/>",
+    b"<entry><x:author>a<uri>u</uri></x:author></entry><entry><author/><author>b</author>",
+    b"author <a:author x='>'>c</a:author><entry>author<:author>d</:author><author >e</author >",
+]
+
+
+@pytest.mark.parametrize("body", SCAN_CASES)
+def test_one_walk_forms_match_a_search_per_shape(body: bytes) -> None:
+    assert _new_scan_forms(body) == _original_scan_forms(body)
+
+
+def test_one_walk_forms_match_on_random_markup() -> None:
+    """Token soup built from the shapes' parts, so overlaps and near misses are common."""
+    tokens = [
+        *b"< > = \" ' : - . _ a".split(b" "),
+        b" ",
+        b"</",
+        b"<content ",
+        b"<x:summary ",
+        b"xml:base",
+        b"_xml:base",
+        b"http://a/",
+        b"<entry>",
+        b"entry ",
+        b"<a.b:entry/",
+        b"<:entry ",
+        b"<media:title ",
+        b"<media:group>",
+        b"type='html'",
+        b'type="text/html"',
+        b"<title ",
+        b"<x:title ",
+        b"<uri>",
+        b"<x:uri >",
+        b"<body",
+        b"<url>",
+        b"fullitem",
+        b"<author>",
+        b"</author>",
+        b"<x:author ",
+        b"author",
+    ]
+    rng = random.Random(20261124)
+    for _ in range(20000):
+        body = b"".join(rng.choice(tokens) for _ in range(rng.randint(1, 14)))
+        assert _new_scan_forms(body) == _original_scan_forms(body), body
+
+
+def _original_absolute_http_url(href: str, base_url: str = "") -> str:
+    try:
+        href = href.strip()
+        if not href or re.search(r"[\x00-\x1f\x7f]", href):
+            return ""
+        if base_url and not re.match(r"https?://", href, re.IGNORECASE):
+            href = urljoin(base_url, href)
+        parts = urlsplit(href)
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https") or not parts.hostname or " " in parts.netloc:
+            return ""
+        return scheme + href[len(parts.scheme) :].replace(" ", "%20")
+    except (ValueError, TypeError):
+        return ""
+
+
+URL_CASES = [
+    "https://example.org/a b?c#d",
+    "HTTP://Example.ORG",
+    "http://",
+    "http:///path",
+    "https://user@/x",
+    "https://user:pw@host:8080/p",
+    "https://:80/",
+    "https://ho st/",
+    "https://[::1]:8080/x",
+    "https://[::1/x",
+    "http://a?b",
+    "http://a#b",
+    "  https://example.org/  ",
+    "https://exämple.org/",
+    "/relative",
+    "mailto:a@b",
+    "javascript:alert(1)",
+]
+
+
+@pytest.mark.parametrize("href", URL_CASES)
+@pytest.mark.parametrize("base", ["", "https://base.example/dir/"])
+def test_absolute_http_url_fast_path_agrees(href: str, base: str) -> None:
+    assert bot_html.absolute_http_url(href, base) == _original_absolute_http_url(href, base)
+
+
+TEXT_CASES = [
+    "",
+    "  Plain   title  ",
+    "tabs\tand\fform\vfeeds",
+    "nbsp\u00a0\u00a0here",
+    "wide\u3000space\u3000",
+    "\u2003lead and trail\u2003",
+    "Кириллица  и  пробелы",
+    "line\nbreak",
+    "carriage\rreturn",
+    "a &amp; b",
+    "x < y",
+    "nul\x00byte",
+    "sep\x1cfield\x1d",
+    "\x85next line",
+    "para\u2029sep",
+]
+
+
+@pytest.mark.parametrize("text", TEXT_CASES)
+def test_plain_text_fast_path_agrees_with_the_full_route(text: str) -> None:
+    full, _ = bot_html.html_to_text(text)
+    assert bot_html.plain_text(text) == bot_html._SPACES.sub(" ", full).strip()
