@@ -93,6 +93,24 @@ async def test_open_creates_schema_at_latest_version(store: SqliteStore, db_path
     assert {"channels", "resources", "subscriptions", "seen", "outbox", "deliveries"} <= tables
 
 
+async def test_the_one_post_per_message_check_reads_an_index_not_the_channel(
+    db_path: Path,
+) -> None:
+    """Edits and deletes ask whether a message carried one post; that must stay cheap
+    in a channel with years of deliveries."""
+    await (await open_at(db_path)).close()
+    with closing(sqlite3.connect(db_path)) as raw:
+        plan = " ".join(
+            str(row[3])
+            for row in raw.execute(
+                "EXPLAIN QUERY PLAN SELECT count(*) FROM deliveries o "
+                "WHERE o.channel_id = ? AND o.message_ref = ?",
+                (1, "ts-1"),
+            )
+        )
+    assert "deliveries_message" in plan, plan
+
+
 async def test_reopen_keeps_data_and_does_not_rerun_migrations(db_path: Path) -> None:
     first = await open_at(db_path)
     sub, _ = await follow(first, filters=Filters(include=("python",), skip_replies=True))
