@@ -455,7 +455,8 @@ class App:
         # The sink's own index, built per (re)start: polled-only networks need none.
         by_key = {s.target.resource_key: s for s in states}
         stream = source
-        link = getattr(source, "stream_host", None)  # optional: the host serving a stream
+        # Optional: the host serving a target's stream (the core maps it to its pool).
+        link = getattr(source, "stream_host", None)
         if callable(link):
             self._stream_links[network] = link
 
@@ -475,13 +476,23 @@ class App:
         )
 
     def _on_host(self, network: str, host: str) -> list[ResourceState]:
-        """Resources last polled on `host`, and those streamed from it."""
+        """Resources last polled on `host`, and those streamed from it.
+
+        `host` is what the outage tracker announces: a host, or the pool of hosts that
+        back each other up (`host_pools`), so each side is mapped to its pool first.
+        """
         linked = self._stream_links.get(network)
+        unit = self.outages.unit_of
+
+        def streamed_from_host(target: Target) -> bool:
+            served_by = linked(target) if linked is not None else None
+            return served_by is not None and unit(network, served_by) == host
+
         return [
             state
             for state in self.scheduler.states.values()
             if state.target.network == network
-            and (state.host == host or (linked is not None and linked(state.target) == host))
+            and (unit(network, state.host) == host or streamed_from_host(state.target))
         ]
 
     def affected_channels(self, network: str, host: str) -> dict[int, tuple[ChannelRef, int]]:

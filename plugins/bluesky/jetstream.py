@@ -149,13 +149,14 @@ class Jetstream:
         return {ALL_HOSTS: hosts} if len(hosts) > 1 else {}
 
     def stream_host(self, target: Target) -> str | None:
-        """What a followed account's stream depends on: the pool, or the one host."""
+        """What a followed account's stream depends on: any configured host stands for
+        the pool (`host_pools`), which the core announces."""
         if target.network != self._network or target.kind is not TargetKind.ACCOUNT:
             return None
         if not is_did(target.key):
             return None
         hosts = self.host_names()
-        return ALL_HOSTS if len(hosts) > 1 else hosts[0]
+        return hosts[0] if hosts else None
 
     async def run(
         self, targets: list[Target], cursors: Mapping[str, str | None], sink: PostSink

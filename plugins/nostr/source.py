@@ -82,11 +82,12 @@ class NostrSource:
         return {ALL_RELAYS: hosts} if len(hosts) > 1 else {}
 
     def stream_host(self, target: Target) -> str | None:
-        """Every follow is streamed from every relay: the pool, or the one relay."""
+        """Every follow is streamed from every relay: any of them stands for the pool
+        (`host_pools`), which the core announces."""
         hosts = self._hosts()
         if target.network != self._network or not hosts:
             return None
-        return ALL_RELAYS if len(hosts) > 1 else hosts[0]
+        return hosts[0]
 
     async def resolve(self, kind: TargetKind, query: str) -> Target:
         if not self._pool.relays:
