@@ -22,7 +22,16 @@ from bot.crashpoints import crashpoint
 from bot.errors import UpstreamError, UserError
 from bot.model import Action, ChannelRef, RichMessage
 from bot.postimages import ImageFetcher, check_alt, describe
-from bot.protocols import Chat, Draft, DraftImage, Invocation, Network, Preparer, Reply
+from bot.protocols import (
+    Chat,
+    Draft,
+    DraftImage,
+    Invocation,
+    Network,
+    Preparer,
+    Reply,
+    ReplyKind,
+)
 from bot.render import defuse
 from bot.store.base import Postback, PostTarget, Store
 from bot.threadsplit import split_thread
@@ -145,6 +154,30 @@ def parse_post(args: str) -> PostRequest:
             warning = value.replace("_", " ")
     draft = Draft(rest, reply_to, quote_of, warning, tuple(images))
     return PostRequest(targets, draft, thread)
+
+
+def format_post(request: PostRequest) -> str:
+    """The `/post` arguments `parse_post` reads back as `request`, for composer forms.
+
+    Each option value is one word: a link keeps its first word, the network names
+    lose their spaces, and spaces in a content warning or alt text become `_`.
+    """
+    draft = request.draft
+    words = ["--thread"] if request.thread else []
+    targets = ",".join(name for name in ("".join(t.split()) for t in request.targets) if name)
+    if targets:
+        words += ["--to", targets]
+    for option, link in (("--reply", draft.reply_to), ("--quote", draft.quote_of)):
+        if link.strip():
+            words += [option, link.split()[0]]
+    if draft.content_warning.strip():
+        words += ["--cw", "_".join(draft.content_warning.split())]
+    for image in draft.images:
+        if image.url.strip():
+            words += ["--image", image.url.split()[0]]
+            if image.alt.strip():
+                words += ["--alt", "_".join(image.alt.split())]
+    return " ".join([*words, draft.text.strip()])
 
 
 class PostBack:
@@ -282,7 +315,7 @@ class PostBack:
         previews = self.prepare(networks, draft, request.thread)
         images = await self._fetcher.fetch_all(draft.images)  # refused here: nothing is posted
         if preview_only:  # the composer's first step: what each network would receive
-            return Reply(PREVIEW_HEAD + "\n" + "\n".join(previews))
+            return Reply(PREVIEW_HEAD + "\n" + "\n".join(previews), kind=ReplyKind.PREVIEW)
         if policy.needs_approval(inv.channel, inv.user, inv.roles):
             postback = await self._store.create_postback(
                 inv.channel, inv.user, draft, networks, "awaiting_approval", thread=request.thread
@@ -437,7 +470,8 @@ class PostBack:
         await self._mark_request(
             claimed, stamp + ("; not from " + "; ".join(problems) if problems else "")
         )
-        return Reply(text + ".", ephemeral=False)
+        # Claimed above, so a second click would do nothing: its Delete button can go.
+        return Reply(text + ".", ephemeral=False, kind=ReplyKind.UNDONE)
 
     async def _undoable(self, inv: Invocation, arg: str) -> Postback:
         """Post #arg, if this member may remove it: its author or an approver."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Protocol, runtime_checkable
 
 from bot.clock import Clock
@@ -192,6 +193,14 @@ class Invocation:
     roles: frozenset[str] = frozenset()
 
 
+class ReplyKind(Enum):
+    """What an answer is, for a chat that acts on it (never read from its wording)."""
+
+    ANSWER = "answer"
+    PREVIEW = "preview"  # `/post --preview` succeeded: a composer may offer its Post button
+    UNDONE = "undone"  # `/undo` removed the post everywhere: its Delete button can go
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     """The answer to a command. `changed` marks a successful change to the channel's
@@ -201,6 +210,7 @@ class Reply:
     ephemeral: bool = True
     changed: bool = False
     actions: tuple[Action, ...] = ()  # buttons under the answer (a Delete after /post)
+    kind: ReplyKind = ReplyKind.ANSWER
 
 
 @dataclass(frozen=True, slots=True)

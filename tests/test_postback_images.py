@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
-from bot.postback import parse_post
-from bot.protocols import DraftImage
+from bot.postback import PostRequest, format_post, parse_post
+from bot.protocols import Draft, DraftImage
 from tests.conftest import StartBot
 from tests.fakes.image_server import PNG, ImageServer, image_server
 from tests.test_postback import _bot
@@ -135,3 +137,34 @@ async def test_an_approved_post_keeps_its_images(start_bot: StartBot, images: Im
     assert "masto: https://masto.example/p/1" in approved.text
     (image,) = masto.posts["1"].images
     assert (image.alt, image.data) == ("c", PNG)
+
+
+_WORD = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
+
+
+@given(
+    targets=st.lists(st.from_regex(r"[a-z][a-z0-9_-]{0,9}", fullmatch=True), max_size=3),
+    text=st.text(st.characters(blacklist_categories=("Cs",)), max_size=40),
+    reply=st.sampled_from(["", "https://masto.example/@a/1"]),
+    quote=st.sampled_from(["", "https://sky.example/p/2"]),
+    warning=st.lists(_WORD, max_size=3).map(" ".join),
+    alts=st.lists(st.lists(_WORD, max_size=3).map(" ".join), max_size=2),
+    thread=st.booleans(),
+)
+def test_a_composer_line_reads_back_as_the_form_was_filled(
+    targets: list[str],
+    text: str,
+    reply: str,
+    quote: str,
+    warning: str,
+    alts: list[str],
+    thread: bool,
+) -> None:
+    """What Slack's and Discord's composers send (`format_post`) is what `/post` reads."""
+    text = text.strip()
+    assume(not text.startswith("--"))  # a text that starts as an option is read as one
+    warning = " ".join(warning.replace("_", " ").split())
+    alts = [" ".join(alt.replace("_", " ").split()) for alt in alts]
+    images = tuple(DraftImage(f"https://img.example/{n}.png", alt) for n, alt in enumerate(alts))
+    sent = PostRequest(targets, Draft(text, reply, quote, warning, images), thread)
+    assert parse_post(format_post(sent)) == sent

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.model import Action
-from bot.postback import PREVIEW_HEAD
-from bot.protocols import Invocation, Reply
+from bot.postback import PostRequest, format_post
+from bot.protocols import Draft, DraftImage, Invocation, Reply, ReplyKind
 from plugins.discord.buttons import build_view
 from plugins.discord.embeds import reply_chunks
 
@@ -47,21 +47,11 @@ def post_args(
     image: str | None = None,
     alt: str | None = None,
 ) -> str:
-    """The `/post` line the core parses: options first, then the text as typed. An
-    attached image is passed as its link, which the core downloads itself."""
-    words = ["--thread"] if thread else []
-    if to and to.strip():
-        words += ["--to", "".join(to.split())]
-    for flag, value in (("reply", reply), ("quote", quote)):
-        if value and value.strip():
-            words += [f"--{flag}", value.strip().split()[0]]
-    if cw and cw.strip():
-        words += ["--cw", "_".join(cw.split())]
-    if image and image.strip():
-        words += ["--image", image.strip().split()[0]]
-        if alt and alt.strip():
-            words += ["--alt", "_".join(alt.split())]
-    return " ".join([*words, text.strip()])
+    """The `/post` line for the command's or the modal's fields. An attached image is
+    passed as its link, which the core downloads itself."""
+    images = (DraftImage(image, alt or ""),) if image and image.strip() else ()
+    draft = Draft(text, reply or "", quote or "", cw or "", images)
+    return format_post(PostRequest((to or "").split(","), draft, thread))
 
 
 def relayed_link(message: discord.Message, client: discord.Client) -> str:
@@ -150,7 +140,7 @@ async def preview(
         await interaction.response.defer(ephemeral=True, thinking=True)
     reply = await task
     extra: dict[str, Any] = {}
-    if reply.text.startswith(PREVIEW_HEAD):
+    if reply.kind is ReplyKind.PREVIEW:
         bridge.forget_old_drafts()
         nonce = secrets.token_hex(8)
         bridge.drafts[nonce] = (time.monotonic(), who, args)

@@ -21,7 +21,7 @@ from discord import app_commands
 from discord.utils import MISSING
 
 from bot.model import ChannelRef
-from bot.protocols import CommandService, Invocation, Reply
+from bot.protocols import CommandService, Invocation, Reply, ReplyKind
 from plugins.discord import compose
 from plugins.discord.buttons import CLICKABLE, build_view, parse_custom_id
 from plugins.discord.embeds import reply_chunks
@@ -194,7 +194,7 @@ class CommandBridge:
         if (
             command == "undo"
             and reply is not None
-            and reply.text.startswith("Removed post")
+            and reply.kind is ReplyKind.UNDONE
             and clicked is not None
             and not clicked.embeds  # a post's answer; the core edits a request message itself
         ):

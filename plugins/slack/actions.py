@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 
 from bot.model import Action
-from bot.protocols import CommandService, Invocation
+from bot.protocols import CommandService, Invocation, ReplyKind
 from plugins.slack.api import SlackFailure
 from plugins.slack.format import COMMAND_ACTION, action_blocks, reply_text
 
@@ -63,11 +63,10 @@ async def run_click(
         log.exception("the %s button failed", command)
         await answer(chat, body, f"{prefix} {command}: something went wrong; it is logged", True)
         return
-    text = reply.text
-    if command == "undo" and text.startswith("Removed post"):
+    if reply.kind is ReplyKind.UNDONE:
         await _retire_delete_button(chat, body)
     # The message the button sits on shows the outcome to everyone; the clicker is told alone.
-    await answer(chat, body, reply_text(text, prefix, commands.command_names()), True)
+    await answer(chat, body, reply_text(reply.text, prefix, commands.command_names()), True)
 
 
 async def _retire_delete_button(chat: SlackChat, body: dict[str, Any]) -> None:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 
-from bot.postback import PREVIEW_HEAD
-from bot.protocols import CommandService, Invocation
+from bot.postback import PostRequest, format_post
+from bot.protocols import CommandService, Draft, Invocation, ReplyKind
 from plugins.slack import actions
 from plugins.slack.api import SlackFailure
 from plugins.slack.format import OPEN_ACTION, escape_within, reply_text, safe_url
@@ -164,13 +164,13 @@ def _values(view: dict[str, Any]) -> dict[str, str]:
 
 
 def post_line(mode: str, url: str, to: str, text: str) -> str:
-    """The `/post` arguments the core parses: options first, the text as typed."""
-    words = []
-    if to.strip():
-        words += ["--to", "".join(to.split())]
-    if url and mode in ("reply", "quote"):
-        words += [f"--{mode}", url]
-    return " ".join([*words, text.strip()])
+    """The `/post` arguments for the form's fields (`mode` "reply"/"quote" uses `url`)."""
+    draft = Draft(
+        text,
+        reply_to=url if mode == "reply" else "",
+        quote_of=url if mode == "quote" else "",
+    )
+    return format_post(PostRequest(to.split(","), draft))
 
 
 async def preview(
@@ -195,7 +195,7 @@ async def preview(
         slow = "A network was slow to prepare the preview; press Preview again."
         await ack(response_action="errors", errors={"text": slow})
         return
-    if not reply.text.startswith(PREVIEW_HEAD):
+    if reply.kind is not ReplyKind.PREVIEW:
         error = reply.text.removeprefix("/post: ")
         await ack(response_action="errors", errors={"text": error[:ERROR_LIMIT]})
         return
