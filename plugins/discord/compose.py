@@ -9,18 +9,16 @@ Not imported with `from __future__ import annotations`: discord.py reads the
 context menu callbacks' annotations at runtime.
 """
 
-import asyncio
 import secrets
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import discord
 
 from bot.model import Action
 from bot.postback import PostRequest, format_post
-from bot.protocols import Draft, DraftImage, Invocation, Reply, ReplyKind
-from plugins.discord.buttons import build_view
-from plugins.discord.embeds import reply_chunks
+from bot.protocols import Draft, DraftImage, Reply, ReplyKind
 
 if TYPE_CHECKING:
     from plugins.discord.interactions import CommandBridge
@@ -29,11 +27,9 @@ REPLY_MENU = "Post a reply from Starling"
 QUOTE_MENU = "Quote on…"
 TITLE = "Post from Starling"
 TEXT_LIMIT = 4000  # Discord: a text input holds at most 4,000 characters
-DEFER_AFTER_S = 1.5  # as for commands: answer or defer well inside Discord's 3 s
 DRAFT_TTL_S = 900.0  # a preview's Post button works this long (kept in memory only)
 NOT_RELAYED = "Starling can only reply to or quote a post it relayed; this message is not one."
 EXPIRED = "This preview has expired (or Starling restarted); open the composer again."
-NONE = discord.AllowedMentions.none()
 
 
 def post_args(
@@ -126,34 +122,17 @@ async def preview(
     bridge: "CommandBridge", interaction: discord.Interaction[discord.Client], args: str
 ) -> None:
     """Ask the core what each network would receive; show it with a Post button."""
-    if bridge.service is None:
-        await interaction.response.send_message("Starling is still starting.", ephemeral=True)
-        return
-    channel = bridge.channel_ref(interaction, None)
     who = member(interaction)
-    roles = member_roles(interaction)
-    asked = bridge.service.handle(Invocation(channel, who, "post", "--preview " + args, roles))
-    task = asyncio.ensure_future(asked)
-    done, _ = await asyncio.wait({task}, timeout=DEFER_AFTER_S)
-    deferred = not done
-    if deferred:  # a slow network: say "thinking…" within Discord's 3 s, answer after
-        await interaction.response.defer(ephemeral=True, thinking=True)
-    reply = await task
-    extra: dict[str, Any] = {}
-    if reply.kind is ReplyKind.PREVIEW:
+
+    def with_post_button(reply: Reply) -> Reply:
+        if reply.kind is not ReplyKind.PREVIEW:
+            return reply  # what was wrong, without a button
         bridge.forget_old_drafts()
         nonce = secrets.token_hex(8)
         bridge.drafts[nonce] = (time.monotonic(), who, args)
-        view = build_view((Action("Post", "confirm", nonce, "primary"),))
-        if view is not None:
-            extra["view"] = view
-    text = reply_chunks(reply.text)[0]
-    if deferred:
-        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NONE, **extra)
-    else:
-        await interaction.response.send_message(
-            text, ephemeral=True, allowed_mentions=NONE, **extra
-        )
+        return replace(reply, actions=(Action("Post", "confirm", nonce, "primary"),))
+
+    await bridge.run(interaction, "post", "--preview " + args, private=True, then=with_post_button)
 
 
 def take_draft(

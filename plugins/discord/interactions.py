@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import shlex
 import time
+from collections.abc import Callable
 from typing import Any
 
 import discord
@@ -138,10 +139,12 @@ class CommandBridge:
         *,
         managing: bool = False,
         private: bool = False,
+        then: Callable[[Reply], Reply] | None = None,
     ) -> Reply | None:
         """Answer within Discord's window: directly if the core is quick, else defer first.
 
-        `private` answers only the member, whatever the core says (button clicks)."""
+        `private` answers only the member, whatever the core says (button clicks);
+        `then` adapts the core's answer before it is shown (a preview's Post button)."""
         started = time.monotonic()
         if self.service is None:
             await self._send(interaction, Reply("Starling is still starting; try again shortly."))
@@ -160,13 +163,13 @@ class CommandBridge:
         )
         task = asyncio.ensure_future(self.service.handle(invocation))
         done, _ = await asyncio.wait({task}, timeout=DEFER_AFTER_S)
-        if done:
-            await self._send(interaction, _private(task.result()) if private else task.result())
-            return task.result()
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        log.debug("/%s deferred after %.1f s", command, time.monotonic() - started)
+        if not done:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            log.debug("/%s deferred after %.1f s", command, time.monotonic() - started)
         reply = await task
-        await self._send_late(interaction, _private(reply) if private else reply)
+        shown = then(reply) if then is not None else reply
+        shown = _private(shown) if private else shown
+        await (self._send(interaction, shown) if done else self._send_late(interaction, shown))
         return reply
 
     async def click(self, interaction: discord.Interaction[discord.Client]) -> None:
