@@ -710,9 +710,13 @@ async def test_polls_of_many_follows_share_one_req_per_relay_and_each_gets_its_o
 
         results = await asyncio.gather(*(source.fetch(t, None) for t in targets))
         for proxy in (proxy_a, proxy_b):
-            [reqs] = proxy.reqs  # one connection per relay for all 40 polls
+            # One connection per relay for all 40 polls; then, as this relay has not
+            # yet sent an answer this large, one small REQ below its oldest note finds
+            # nothing more: the answer was whole (see plugins/nostr/clamp.py).
+            reqs, [probe] = proxy.reqs
             assert len(reqs) == 2  # notes and profiles
             assert set().union(*map(authors_in, reqs)) == {a.pubkey for a in authors}
+            assert all(f["until"] == now - 100 for f in probe[2:])
         assert sorted(p.text for p in results[0].posts) == [
             "chatty 0", "chatty 1", "chatty 2", "note 0"
         ]  # fmt: skip
@@ -734,6 +738,44 @@ async def test_polls_of_many_follows_share_one_req_per_relay_and_each_gets_its_o
         assert sorted(p.text for p in two[0].posts) == ["chatty 2", "note 0"]  # one per relay
         assert [p.text for p in two[1].posts] == ["note 1"]
         assert len(proxy_a.reqs) == 3, "the batch, then each follow alone"
+
+
+async def test_a_relay_that_clamps_its_limit_lower_loses_no_follow_its_notes(
+    tmp_path: Path,
+) -> None:
+    """The relay sends at most 5 events per REQ whatever `limit` asks (as its config
+    says, not its NIP-11 document); a batch of four follows asks for 4 x 3."""
+    authors = [Author() for _ in range(4)]
+    now = int(time.time())
+    with running_relays(NostrRelay(tmp_path / "clamping", max_limit=5)) as (relay,):
+        for n, author in enumerate(authors):
+            for k in range(3):
+                await send(relay, author.event(f"{n}.{k}", created_at=now - 100 + 10 * n + k))
+        async with CountingProxy(relay.url) as proxy:
+            clock = SystemClock()
+            config = {"relays": [proxy.url], "fetch_batch_window_s": "0.2", "fetch_limit": "3"}
+            network = create(
+                PluginContext("nostr", config, HealthBook(clock), clock, False, str(tmp_path))
+            )
+            source = network.source
+            assert source is not None
+            targets = [await source.resolve(TargetKind.ACCOUNT, a.npub) for a in authors]
+
+            results = await asyncio.gather(*(source.fetch(t, None) for t in targets))
+            for n, result in enumerate(results):
+                assert sorted(p.text for p in result.posts) == [f"{n}.0", f"{n}.1", f"{n}.2"]
+            # The batch (12 asked, 5 sent), the probe below its oldest note that finds
+            # more, then each follow alone.
+            notes = [r for conn in proxy.reqs for r in conn if r[2].get("kinds") != [0]]
+            assert [r[2]["limit"] for r in notes][:2] == [12, 2]  # room for one more
+            assert len(notes) == 2 + 4
+
+            # Learned: the next batch asks for 5, gets 5, and goes one by one at once.
+            proxy.reqs.clear()
+            again = await asyncio.gather(*(source.fetch(t, None) for t in targets))
+            assert [len(r.posts) for r in again] == [3, 3, 3, 3]
+            notes = [r for conn in proxy.reqs for r in conn if r[2].get("kinds") != [0]]
+            assert [r[2]["limit"] for r in notes] == [5, 3, 3, 3, 3]
 
 
 async def test_a_kind_5_deletion_by_the_author_retracts_the_note_and_no_one_elses_does(

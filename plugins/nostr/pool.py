@@ -149,6 +149,12 @@ class RelayPool:
             raise _all_failed("no nostr relay answered", answers)
         return list(answers)
 
+    async def query_relay(
+        self, url: str, subs: Mapping[str, Sequence[Filter]], *, max_events: int
+    ) -> RelayAnswer:
+        """Ask one relay (recorded in the health record like any query)."""
+        return await self._query_one(url, subs, max_events)
+
     async def _query_one(
         self, url: str, subs: Mapping[str, Sequence[Filter]], max_events: int
     ) -> RelayAnswer:

@@ -9,15 +9,18 @@ costs nothing (the core dedupes by event id) and loses nothing.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from bot.clock import Clock
 from bot.errors import Outcome, UpstreamError, UserError
 from bot.model import FetchResult, Post, Target, TargetKind
 from bot.protocols import PostSink
 from plugins.nostr.batch import FetchBatcher, Wanted
+from plugins.nostr.clamp import ClampBook, found_more, probe_filters
 from plugins.nostr.events import Event
-from plugins.nostr.pool import RelayPool
+from plugins.nostr.pool import RelayAnswer, RelayPool
 from plugins.nostr.posts import PostBuilder, Profiles
 from plugins.nostr.settings import NostrSettings
 from plugins.nostr.stream import Group, StreamSession
@@ -28,6 +31,8 @@ from plugins.nostr.targets import (
     resolve_target,
 )
 from plugins.nostr.wire import relay_host
+
+log = logging.getLogger(__name__)
 
 ALL_RELAYS = "all relays"  # the unit announced when every configured relay is down
 
@@ -67,6 +72,7 @@ class NostrSource:
         self._batcher = FetchBatcher(
             self._query, window_s=settings.fetch_batch_window_s, size=settings.authors_per_filter
         )
+        self._clamps = ClampBook()
 
     def now(self) -> int:
         return int(self._clock.now().timestamp())
@@ -122,22 +128,23 @@ class NostrSource:
         return found
 
     async def _query_together(self, batch: Sequence[Wanted]) -> dict[str, list[Event]] | None:
-        """Events per follow, or None when a relay sent `limit` events (maybe truncated)."""
+        """Events per follow, or None when a relay may have cut the answer short."""
         targets = [w.target for w in batch]
         floors = {w.target.resource_key: w.since for w in batch}
         alone = len(batch) == 1
-        limit = (
+        limit = self._clamps.limit(
             self._settings.fetch_limit
             if alone
             else merged_limit(self._settings.fetch_limit, len(batch))
         )
         group = Group(targets, floors)
-        subs = {"notes": merged_note_filters(targets, floors, limit=limit)}
+        note_filters = merged_note_filters(targets, floors, limit=limit)
+        subs = {"notes": note_filters}
         pubkeys = sorted(group.by_author)
         if pubkeys:
             subs["profile"] = [metadata_filter(pubkeys)]
         answers = await self._pool.query(subs, max_events=limit)
-        if not alone and any(len(a.events.get("notes", [])) >= limit for a in answers):
+        if not alone and await self._cut_short(answers, note_filters, limit):
             return None
         for answer in answers:
             for event in answer.events.get("profile", []):
@@ -149,6 +156,38 @@ class NostrSource:
                 for target in group.route(event):
                     found[target.resource_key].setdefault(event.id, event)
         return {key: list(events.values()) for key, events in found.items()}
+
+    async def _cut_short(
+        self, answers: Sequence[RelayAnswer], note_filters: list[dict[str, Any]], limit: int
+    ) -> bool:
+        """Whether a relay may have left notes out: it sent `limit` of them, or it is
+        found to cut at the size it sent (`ClampBook`: asked once per new largest size)."""
+        urls = {relay_host(url): url for url in self._pool.relays}
+        for answer in answers:
+            notes = answer.events.get("notes", [])
+            if len(notes) >= limit:
+                return True
+            url = urls.get(answer.host)
+            if url is None or answer.error is not None:
+                continue
+            if not self._clamps.needs_probe(answer.host, len(notes), limit):
+                continue
+            probe = probe_filters(note_filters, notes)
+            more = await self._pool.query_relay(
+                url, {"probe": probe}, max_events=sum(f["limit"] for f in probe)
+            )
+            if more.error is not None:
+                continue  # cannot tell; the next answer of this size asks again
+            cut = found_more(more.events.get("probe", []), notes)
+            self._clamps.learn(answer.host, len(notes), cut=cut)
+            if cut:
+                log.info(
+                    "nostr relay %s sends at most %d events per request; asking for no more",
+                    answer.host,
+                    len(notes),
+                )
+                return True
+        return False
 
     async def stream(
         self, targets: list[Target], cursors: Mapping[str, str | None], sink: PostSink

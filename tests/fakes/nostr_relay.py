@@ -49,7 +49,7 @@ gunicorn:
   reload: false
 message_timeout: 600
 subscription_limit: 32
-max_limit: 1000
+max_limit: {max_limit}
 oldest_event: 31536000
 logging:
   version: 1
@@ -88,8 +88,10 @@ class NostrRelay:
         verify_signatures: bool = True,
         port: int = 0,
         db: Path | None = None,
+        max_limit: int = 1000,
     ) -> None:
         self.workdir = workdir
+        self.max_limit = max_limit  # the relay answers no more than this per REQ
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.db = db or workdir / "relay.sqlite3"
         self.verify_signatures = verify_signatures
@@ -114,6 +116,7 @@ class NostrRelay:
             _CONFIG.format(
                 db=self.db,
                 port=self.port,
+                max_limit=self.max_limit,
                 validators="\n".join(f"    - {v}" for v in validators),
             )
         )
