@@ -52,7 +52,10 @@ _FEED_CHUNK: Final = 4096
 # conversions, keyed by a digest so the cache never holds the (possibly huge) input.
 _CACHE_SIZE: Final = 2048
 _CACHE_MAX_INPUT: Final = 262_144
-_cache: OrderedDict[tuple[bytes, bool, str, int], tuple[str, tuple[str, ...]]] = OrderedDict()
+# Inputs up to this long are their own key (exact, and cheaper than a digest); the
+# cached result is about as long anyway, so keeping them costs at most twice the memory.
+_CACHE_LITERAL_KEY: Final = 256
+_cache: OrderedDict[tuple[object, ...], tuple[str, tuple[str, ...]]] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -89,9 +92,18 @@ _BAD_URL_CHARS: Final = re.compile(r"[\x00-\x1f\x7f]")
 _ABSOLUTE_HTTP: Final = re.compile(r"https?://", re.IGNORECASE)
 # An absolute http(s) URL's scheme and netloc, split as `urlsplit` splits them.
 _HTTP_NETLOC: Final = re.compile(r"(https?):(//([^/?#]*))", re.IGNORECASE)
+# The commonest case of all, checked by one regex: printable ASCII without spaces, an
+# http(s) scheme in any case, a host (no userinfo, no brackets) and an optional port.
+# The classes are printable ASCII (! to ~) less "#/:?@[]" (host) and "#/?@[]" (port).
+_SIMPLE_HTTP_URL: Final = re.compile(
+    r"[hH][tT][tT][pP][sS]?://[!\"$-.0-9;->A-Z\\^-~]+(?::[!\"$-.0-9:->A-Z\\^-~]*)?"
+    r"(?:[/?#][!-~]*)?"
+)
 # Characters that make `plain_text` take the full route: markup or entities, line
 # breaks (lines are trimmed one by one), NULs and lone surrogates (`_clean_str`).
 _NOT_SIMPLE_TEXT: Final = re.compile(r"[<&\x00\r\n\ud800-\udfff]")
+# As above, and anything `_SPACES` would rewrite: without a match, text only needs `strip`.
+_NOT_BARE_TEXT: Final = re.compile(r"[<&\x00\r\n\ud800-\udfff\t\f\v\u00a0]|  ")
 _TAG_LIKE: Final = re.compile(r"<[A-Za-z!/?]")
 _SPACES: Final = re.compile(r"[ \t\f\v\r\n\u00a0]+")
 _HSPACES: Final = re.compile(r"[ \t\f\v\u00a0]+")
@@ -110,6 +122,10 @@ def absolute_http_url(href: str, base_url: str = "") -> str:
     """
     try:
         href = href.strip()
+        if _SIMPLE_HTTP_URL.fullmatch(href):
+            # What the route below returns for it: the scheme lowercased, nothing else
+            # ("http:" and "https" both lowercase to the same five characters).
+            return href if href.startswith(("http://", "https://")) else href[:5].lower() + href[5:]
         if not href or _BAD_URL_CHARS.search(href):
             return ""
         if href.isascii() and (simple := _HTTP_NETLOC.match(href)):
@@ -306,7 +322,14 @@ def _clean_str_keyed(value: object) -> tuple[str, bytes | None]:
     s = value if isinstance(value, str) else "" if value is None else str(value)
     if len(s) > _MAX_INPUT_CHARS:
         s = s[:_MAX_INPUT_CHARS]
-    s = s.replace("\x00", "")
+    if type(s) is not str:
+        s = s.replace("\x00", "")  # also turns a str subclass into a plain str
+    elif s.isascii():
+        # `in` is a memchr over one-byte text: most text has no NUL, and then no copy.
+        if "\x00" in s:
+            s = s.replace("\x00", "")
+    elif s.count("\x00"):  # wider text: memchr would stop at each ASCII char's 0 byte
+        s = s.replace("\x00", "")
     if s.isascii():  # O(1) in CPython; ASCII has no surrogates
         return s, None
     try:
@@ -357,11 +380,16 @@ def _cached_convert(
     html: str, base_url: str, max_chars: int, key_bytes: bytes | None = None
 ) -> tuple[str, list[str]]:
     """`_convert` through the cache; `key_bytes` is `_key_bytes(html)`, if known."""
-    if len(html) > _CACHE_MAX_INPUT:
+    key: tuple[object, ...]
+    if len(html) <= _CACHE_LITERAL_KEY:
+        # A str never equals the bytes digest below, so the two kinds of key never mix.
+        key = (html, base_url, max_chars)
+    elif len(html) > _CACHE_MAX_INPUT:
         return _convert(html, base_url, max_chars)
-    data = _key_bytes(html) if key_bytes is None else key_bytes
-    # SHA-256 runs in hardware on most CPUs: faster than BLAKE2 here, as collision-proof.
-    key = (hashlib.sha256(data).digest(), html.isascii(), base_url, max_chars)
+    else:
+        data = _key_bytes(html) if key_bytes is None else key_bytes
+        # SHA-256 runs in hardware on most CPUs: faster than BLAKE2, as collision-proof.
+        key = (hashlib.sha256(data).digest(), html.isascii(), base_url, max_chars)
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None:
@@ -386,11 +414,19 @@ def html_to_text(html: str, base_url: str = "", *, max_chars: int = 0) -> tuple[
     max_chars = max_chars if isinstance(max_chars, int) and max_chars > 0 else 0
     try:
         html, key_bytes = _clean_str_keyed(html)
-        base_url = _clean_str(base_url).strip()
+        if type(base_url) is not str:
+            base_url = _clean_str(base_url).strip()
         if not _TAG_LIKE.search(html):
             # Plain text: only entities to decode, the layout is the author's.
-            text = _tidy(_HSPACES.sub(" ", _stdlib_html.unescape(html)))
+            if "&" in html or "\n" in html or "\r" in html:
+                text = _tidy(_HSPACES.sub(" ", _stdlib_html.unescape(html)))
+            else:  # one line, nothing to decode: all `_tidy` would do is strip it
+                text = _HSPACES.sub(" ", html).strip()
             return (clip_text(text, max_chars) if max_chars else text), []
+        if base_url.isascii() and "\x00" not in base_url and len(base_url) <= _MAX_INPUT_CHARS:
+            base_url = base_url.strip()  # what `_clean_str` leaves of it, without the call
+        else:
+            base_url = _clean_str(base_url).strip()
         return _cached_convert(html, base_url, max_chars, key_bytes)
     except Exception:
         try:
@@ -403,9 +439,12 @@ def html_to_text(html: str, base_url: str = "", *, max_chars: int = 0) -> tuple[
 
 def plain_text(s: str) -> str:
     """One line of text from a string that may hold markup or entities (titles, names)."""
-    if isinstance(s, str) and len(s) <= _MAX_INPUT_CHARS and not _NOT_SIMPLE_TEXT.search(s):
-        # One line, no markup, no entities: what the full route below returns, as
-        # `html_to_text` would only collapse spaces and trim it.
-        return _SPACES.sub(" ", s).strip()
+    if isinstance(s, str) and len(s) <= _MAX_INPUT_CHARS:
+        if not _NOT_BARE_TEXT.search(s):
+            return s.strip()  # the commonest case of the one below: no spaces to squeeze
+        if not _NOT_SIMPLE_TEXT.search(s):
+            # One line, no markup, no entities: what the full route below returns, as
+            # `html_to_text` would only collapse spaces and trim it.
+            return _SPACES.sub(" ", s).strip()
     text, _ = html_to_text(s)
     return _SPACES.sub(" ", text).strip()

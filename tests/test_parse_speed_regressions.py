@@ -3,7 +3,9 @@
 `plugins.feeds.parse` rewrote several fast-path gates for speed (no leading `\\b`,
 shared-prefix alternations, one walk over the tags for several shapes, searches
 started from a literal instead of from every "<") and `bot.html` gained fast paths
-for plain text and absolute URLs. Each check here compares the new form with the
+for plain text and absolute URLs; `plugins.feeds.fastpath` later counted rare bytes
+with memchr, let fewer "<"s into the tag walk, reordered `fast_path_shapes` and
+recorded entry starts in the walk. Each check here compares the new form with the
 original one over edge cases, so a later edit cannot change routing or output
 unnoticed.
 """
@@ -24,6 +26,37 @@ from plugins.feeds import fastpath as feeds_fastpath
 _ORIGINAL_MODE = re.compile(rb"""\bmode\s*=\s*["'](?:xml|base64)""")
 _ORIGINAL_XML_BASE = re.compile(rb"""\bxml:base\s*=\s*["']([^"']*)["']""")
 _ORIGINAL_C1 = re.compile(rb"&#(?:1[2-5][0-9]|x[89][0-9A-Fa-f]);|\xc2[\x80-\x9f]")
+# Earlier forms: _TAG_GATE before `_TAG_LEAD` let only some "<"s in, _AMPERSAND_GATE
+# without possessive runs, the author element's text as a lazy `.*?`.
+_ORIGINAL_TAG_GATE = re.compile(
+    rb"<(?=[\w.!-])(?:"
+    rb"(?:description|content:encoded|summary|title)\b[^>]*+>[^<]*+<[A-Za-z]"
+    rb"|body|!ENTITY"
+    rb"|(?!media:)(?:[\w.-]++:)?(?:"
+    rb"""(?:content|summary|title|subtitle)\b[^>]*?\btype\s*=\s*["']"""
+    rb"""(?!(?:text|html|xhtml)["']|text/|application/xhtml)"""
+    rb"|(?:url|homepage)\s*>"
+    rb"))"
+)
+_ORIGINAL_AMPERSAND_GATE = re.compile(
+    b"&(?:"
+    + feeds_fastpath._BARE_AMPERSAND.pattern[1:]
+    + b"|"
+    + feeds_fastpath._C1_REFERENCE.pattern[1:]
+    + b")"
+)
+_ORIGINAL_ATOM_AUTHOR = re.compile(
+    rb"<(?:[\w.-]+:)?author\b[^>]*>(.*?)</(?:[\w.-]+:)?author\s*>", re.DOTALL
+)
+
+
+@pytest.fixture(params=["shipped", "always"])
+def walk_entries_from(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`_scan_tags` as shipped (entries recorded in large documents only) and
+    recording them in every document, so small cases exercise that too."""
+    if request.param == "always":
+        monkeypatch.setattr(feeds_fastpath, "_WALK_ENTRIES_FROM", 0)
+
 
 WORD_CASES = [
     b"",
@@ -99,11 +132,12 @@ def test_combined_gates_match_where_a_part_would(body: bytes) -> None:
     combined = bool(
         feeds_fastpath._TAG_GATE.search(body)
         or (b"&" in body and feeds_fastpath._AMPERSAND_GATE.search(body))
-        or (b"\xc2" in body and feeds_fastpath._C1_UTF8.search(body))
+        or feeds_fastpath._has_c1_utf8(body)
     )
     assert combined == _original_tag_and_amp_gates(body)
 
 
+@pytest.mark.usefixtures("walk_entries_from")
 def test_combined_gates_agree_over_the_corpus() -> None:
     fixtures = Path(__file__).parent / "fixtures"
     for path in sorted(fixtures.rglob("*.xml")):
@@ -111,7 +145,7 @@ def test_combined_gates_agree_over_the_corpus() -> None:
         combined = bool(
             feeds_fastpath._TAG_GATE.search(body)
             or (b"&" in body and feeds_fastpath._AMPERSAND_GATE.search(body))
-            or (b"\xc2" in body and feeds_fastpath._C1_UTF8.search(body))
+            or feeds_fastpath._has_c1_utf8(body)
         )
         assert combined == _original_tag_and_amp_gates(body), path
         modes = [m.span() for m in feeds_fastpath._word_matches(feeds_fastpath._ATOM03_MODE, body)]
@@ -139,7 +173,7 @@ def _span(match: re.Match[bytes] | None) -> tuple[int, int, bytes] | None:
 
 def _original_scan_forms(body: bytes) -> tuple[object, ...]:
     shapes = None
-    if not feeds_fastpath._TAG_GATE.search(body):
+    if not _ORIGINAL_TAG_GATE.search(body):
         shapes = frozenset(
             name
             for name, pattern in (
@@ -154,7 +188,7 @@ def _original_scan_forms(body: bytes) -> tuple[object, ...]:
         shapes,
         starts,
         [
-            _span(feeds_fastpath._ATOM_AUTHOR.search(body, begin, end))
+            _span(_ORIGINAL_ATOM_AUTHOR.search(body, begin, end))
             for begin, end in _windows(body, starts)
         ],
         [m.group(1) for m in feeds_fastpath._word_matches(feeds_fastpath._XML_BASE, body)],
@@ -166,8 +200,16 @@ def _original_scan_forms(body: bytes) -> tuple[object, ...]:
 def _new_scan_forms(body: bytes) -> tuple[object, ...]:
     places = [m.start() for m in feeds_fastpath._XML_BASE_NAME.finditer(body)]
     starts = feeds_fastpath._entry_starts(body)
+    shapes = feeds_fastpath._scan_tags(body, entries=True)
+    # The walk records the entries once it has seen a <uri> in a large document,
+    # and only when asked to.
+    if shapes is not None:
+        records = "uri" in shapes and len(body) >= feeds_fastpath._WALK_ENTRIES_FROM
+        assert shapes.entry_starts == (starts if records else None)
+        assert feeds_fastpath._scan_tags(body) == shapes
+        assert feeds_fastpath._scan_tags(body).entry_starts is None
     return (
-        feeds_fastpath._scan_tags(body),
+        shapes,
         starts,
         [
             _span(feeds_fastpath._first_author(body, begin, end))
@@ -195,15 +237,22 @@ SCAN_CASES = [
     b'<content>xml:base="a"</content><summary _xml:base="b">',
     b"<!-- fullitem --><fullitemx/>",
     b"<entry><x:author>a<uri>u</uri></x:author></entry><entry><author/><author>b</author>",
+    b"<entry/><uri>u</uri><a:entry>x</a:entry><uri >v</uri><entry\t><title type='html'>",
+    b"<x:uri>a</x:uri><x:entry/><media:title>t</media:title><entry>",
+    b"<author><a></author ><author>x</b:author></author>",
+    b"<author>a<</author><author>b</x:author\n>",
+    b"<entry:uri><uri:entry ><en/><de/><ur/>",
     b"author <a:author x='>'>c</a:author><entry>author<:author>d</:author><author >e</author >",
 ]
 
 
+@pytest.mark.usefixtures("walk_entries_from")
 @pytest.mark.parametrize("body", SCAN_CASES)
 def test_one_walk_forms_match_a_search_per_shape(body: bytes) -> None:
     assert _new_scan_forms(body) == _original_scan_forms(body)
 
 
+@pytest.mark.usefixtures("walk_entries_from")
 def test_one_walk_forms_match_on_random_markup() -> None:
     """Token soup built from the shapes' parts, so overlaps and near misses are common."""
     tokens = [
@@ -234,11 +283,220 @@ def test_one_walk_forms_match_on_random_markup() -> None:
         b"</author>",
         b"<x:author ",
         b"author",
+        b"</x:author>",
+        b"</author\t>",
+        b"<x:entry>",
+        b"<en",
+        b"<!ENTITY",
+        b"<description>",
+        b"<content:encoded>",
+        b"<url>",
+        b"<homepage >",
+        b"<subtitle ",
+        b"<x:media:title ",
+        b"<bo",
+        b"<!E",
     ]
     rng = random.Random(20261124)
     for _ in range(20000):
         body = b"".join(rng.choice(tokens) for _ in range(rng.randint(1, 14)))
         assert _new_scan_forms(body) == _original_scan_forms(body), body
+
+
+def _original_is_utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _original_fast_path_shapes(
+    body: bytes, content_type: str, base_ok: bool | None
+) -> frozenset[str] | None:
+    """`fast_path_shapes` before its checks were reordered, counted by memchr and
+    folded into the walk: every check in its plainest form, in the old order."""
+    fp = feeds_fastpath
+    match = fp._CHARSET_PARAM.search(content_type)
+    header = fp._codec(match.group(1)) if match else ""
+    if body.startswith(fp._BOMS):
+        declared = "bom"
+    else:
+        decl = fp._XML_DECL_ENCODING.match(body[:1024])
+        declared = fp._codec(decl.group(1).decode("ascii")) if decl else ""
+    if declared == "bom":
+        ok = not header or header.startswith("utf")
+    elif declared:
+        ok = header in ("", declared) and (declared != "utf-8" or _original_is_utf8(body))
+    else:
+        ok = header in ("", "utf-8", "ascii") and _original_is_utf8(body)
+    if not ok or b"xhtml" in body:
+        return None
+    if base_ok is None:
+        base_ok = b"xml:base" not in body or bool(fp.uniform_content_base(body))
+    if not base_ok or b"fullitem" in body:
+        return None
+    if b"<![CDATA[" in body and body.count(b"<![CDATA[") != body.count(b"]]>"):
+        return None
+    if (
+        _ORIGINAL_MODE.search(body)
+        or (b"&" in body and _ORIGINAL_AMPERSAND_GATE.search(body))
+        or fp._C1_UTF8.search(body)
+    ):
+        return None
+    shapes = _original_scan_forms(body)[0]
+    assert shapes is None or isinstance(shapes, frozenset)
+    return shapes
+
+
+CONTENT_TYPES = [
+    "",
+    "application/atom+xml",
+    "text/xml; charset=utf-8",
+    "application/rss+xml; charset=windows-1252",
+    "text/xml; charset=us-ascii",
+]
+
+
+@pytest.mark.usefixtures("walk_entries_from")
+def test_fast_path_shapes_decides_as_before_over_the_corpus() -> None:
+    fixtures = Path(__file__).parent / "fixtures"
+    for path in sorted(fixtures.rglob("*.xml")):
+        body = path.read_bytes()
+        for content_type in CONTENT_TYPES:
+            for base_ok in (None, True) if content_type in CONTENT_TYPES[:2] else (None,):
+                new = feeds_fastpath.fast_path_shapes(body, content_type, base_ok=base_ok)
+                old = _original_fast_path_shapes(body, content_type, base_ok)
+                assert new == old, (path, content_type, base_ok)
+                with_starts = feeds_fastpath.fast_path_shapes(
+                    body, content_type, base_ok=base_ok, entries=True
+                )
+                assert with_starts == old, (path, content_type, base_ok)
+                if with_starts is not None and with_starts.entry_starts is not None:
+                    assert with_starts.entry_starts == feeds_fastpath._entry_starts(body)
+
+
+def test_fast_path_shapes_decides_as_before_on_random_markup() -> None:
+    """Token soup of every shape the gate looks at, with and without a declaration."""
+    tokens = [
+        *COUNT_TOKENS,
+        b"<entry>",
+        b"<uri>u</uri>",
+        b"<x:uri >",
+        b"<title type='html'>",
+        b"<media:title>",
+        b"<body>",
+        b"xhtml",
+        b"fullitem",
+        b"mode='xml'",
+        b' mode="base64"',
+        b"xmode='xml'",
+        b"&",
+        b"&amp;",
+        b"&#150;",
+        b"xml:base='http://a/'",
+        b"<content xml:base='http://a/'>",
+        b"\xd0\xb0",
+        b"\xd0",
+        b"\xff",
+        b"text",
+        b" ",
+    ]
+    heads = [b"", b"<?xml version='1.0' encoding='utf-8'?>", b"\xef\xbb\xbf"]
+    rng = random.Random(20261125)
+    for _ in range(20000):
+        body = rng.choice(heads) + b"".join(rng.choice(tokens) for _ in range(rng.randint(0, 16)))
+        content_type = rng.choice(CONTENT_TYPES)
+        new = feeds_fastpath.fast_path_shapes(body, content_type)
+        assert new == _original_fast_path_shapes(body, content_type, None), body
+
+
+# Token soup for the memchr counts: hits of the probed byte that are and are not
+# the needle, next to each other and at both ends.
+COUNT_TOKENS = [
+    b"]",
+    b"]]",
+    b">",
+    b"]]>",
+    b"<![CDATA[",
+    b"<!",
+    b"![",
+    b"!",
+    b"<",
+    b"a",
+    b"[",
+    b"\xc2",
+    b"\x80",
+    b"\x9f",
+    b"\xa0",
+    b"\xc2\x85",
+    b"&#146;",
+]
+
+
+@pytest.mark.parametrize(("base", "shift", "c1_probes"), [(8, 10, 16), (0, 40, 0), (1, 3, 2)])
+def test_memchr_counts_equal_a_scan(
+    monkeypatch: pytest.MonkeyPatch, base: int, shift: int, c1_probes: int
+) -> None:
+    """`_count` and `_has_c1_utf8` with their budgets as shipped, spent at once, and
+    spent part way (so the hand-over to `count`/sre is exercised)."""
+    monkeypatch.setattr(feeds_fastpath, "_PROBES_BASE", base)
+    monkeypatch.setattr(feeds_fastpath, "_PROBES_SHIFT", shift)
+    monkeypatch.setattr(feeds_fastpath, "_C1_PROBES", c1_probes)
+    rng = random.Random(base * 1000 + shift)
+    bodies = [
+        b"".join(rng.choice(COUNT_TOKENS) for _ in range(rng.randint(0, 40))) for _ in range(6000)
+    ]
+    fixtures = Path(__file__).parent / "fixtures"
+    bodies += [path.read_bytes() for path in sorted(fixtures.rglob("*.xml"))]
+    for body in bodies:
+        ends = len(feeds_fastpath._CDATA_END.findall(body))
+        assert feeds_fastpath._count(body, b"]]>", 0) == ends == body.count(b"]]>"), body
+        opens = body.count(b"<![CDATA[")
+        assert feeds_fastpath._count(body, b"<![CDATA[", 1) == opens, body
+        c1 = feeds_fastpath._C1_UTF8.search(body) is not None
+        assert feeds_fastpath._has_c1_utf8(body) == c1, body
+
+
+AMPERSAND_CASES = [
+    b"&",
+    b"&;",
+    b"&amp",
+    b"&amp;",
+    b"&a.b-c_d;",
+    b"&1a;",
+    b"&#;",
+    b"&#12",
+    b"&#123;",
+    b"&#x;",
+    b"&#X1F;",
+    b"&#xG;",
+    b"&#146;",
+    b"&#x9f;",
+    b"&#x9F;",
+    b"&#1234567;&&",
+    b"&amp &lt;",
+]
+
+
+def test_tag_gate_lead_keeps_every_match() -> None:
+    """_TAG_GATE and _AMPERSAND_GATE match where and as their earlier forms did."""
+    fixtures = Path(__file__).parent / "fixtures"
+    rng = random.Random(7)
+    soup = [
+        b"".join(rng.choice(AMPERSAND_CASES) for _ in range(rng.randint(1, 6))) for _ in range(3000)
+    ]
+    bodies = [
+        *SCAN_CASES,
+        *AMPERSAND_CASES,
+        *soup,
+        *(path.read_bytes() for path in sorted(fixtures.rglob("*.xml"))),
+    ]
+    for body in bodies:
+        new = [m.span() for m in feeds_fastpath._TAG_GATE.finditer(body)]
+        assert new == [m.span() for m in _ORIGINAL_TAG_GATE.finditer(body)], body[:200]
+        new = [m.span() for m in feeds_fastpath._AMPERSAND_GATE.finditer(body)]
+        assert new == [m.span() for m in _ORIGINAL_AMPERSAND_GATE.finditer(body)], body[:200]
 
 
 def _original_absolute_http_url(href: str, base_url: str = "") -> str:

@@ -55,10 +55,13 @@ _ATOM_ENTRY_START: Final = re.compile(rb"<(?:[\w.-]+:)?entry[\s>/]")
 # Its local name alone, which sre finds by its literal prefix; `_element_open` checks
 # the "<" or "<prefix:" before (a search from "<" tries every tag of the document).
 _ENTRY_NAME: Final = re.compile(rb"entry[\s>/]")
+# The element's text runs to the first closing tag, as `(.*?)` (DOTALL) would take
+# it; written as possessive runs up to each "<" because sre tries what follows a lazy
+# `.*?` at every byte.
 _ATOM_AUTHOR: Final = re.compile(
-    rb"<(?:[\w.-]+:)?author\b[^>]*>(.*?)</(?:[\w.-]+:)?author\s*>", re.DOTALL
+    rb"<(?:[\w.-]+:)?author\b[^>]*>((?:[^<]++|<(?!/(?:[\w.-]+:)?author\s*>))*+)"
+    rb"</(?:[\w.-]+:)?author\s*>"
 )
-_AUTHOR_NAME: Final = re.compile(rb"author")  # as _ENTRY_NAME for _ATOM_AUTHOR
 _ATOM_AUTHOR_URI: Final = re.compile(rb"<(?:[\w.-]+:)?uri\s*>([^<]*)</(?:[\w.-]+:)?uri\s*>")
 # Media RSS as feedparser reads it (fastfeedparser keeps a media:description only on the
 # media:content beside it, drops a media:thumbnail beside a media:content, and can take
@@ -101,11 +104,21 @@ _OTHER_SHAPES: Final = (b"<body",)
 # once per shape. _TAG_GATE matches exactly where _NAKED_MARKUP, _BINARY_TYPE,
 # _AUTHOR_URI or one of _OTHER_SHAPES/"<!ENTITY" would (checked by
 # tests/test_parse_speed_regressions.py), written to fail fast on an ordinary tag:
-# every part starts with [\w.!-] (so "</..." is skipped at once), the optional
-# "prefix:" is tried once for both parts that allow it, and runs that can never be
-# followed by what comes next ([\w.-] before ":", [^>] before ">") are possessive.
+# a "<" is let in only by `_TAG_LEAD` (most tags of a large document are not),
+# the optional "prefix:" is tried once for both parts that allow it, and runs that
+# can never be followed by what comes next ([\w.-] before ":", [^>] before ">") are
+# possessive.
+#
+# _TAG_LEAD holds at every "<" where a _TAG_GATE part or a `_SCANNED_SHAPES` entry
+# matches: each starts with a "prefix:" (the same possessive run) or with one of
+# these two bytes (description, content, summary, title/subtitle, body, !ENTITY,
+# uri/url, homepage, media:). Trying it first halves the walk over a large
+# document: sre stops at every "<", and the alternation after it costs more than the
+# stop. The "prefix:" comes first in it (measured faster than last).
+_TAG_LEAD: Final = rb"(?=[\w.-]++:|de|co|su|ti|bo|!E|ur|ho|me)"
+_ENTRY_SHAPE: Final = rb"(?:[\w.-]++:)?entry[\s>/]"  # _ATOM_ENTRY_START, at "en" or a prefix
 _TAG_GATE: Final = re.compile(
-    rb"<(?=[\w.!-])(?:"
+    rb"<" + _TAG_LEAD + rb"(?:"
     rb"(?:description|content:encoded|summary|title)\b[^>]*+>[^<]*+<[A-Za-z]"
     rb"|body|!ENTITY"
     rb"|(?!media:)(?:[\w.-]++:)?(?:"
@@ -126,8 +139,11 @@ _SCANNED_SHAPES: Final = {
         rb"""(?:[\w.-]++:)?title\b[^>]*\btype\s*=\s*["'](?:text/)?html["']"""
     ),
 }
+# _BARE_AMPERSAND or _C1_REFERENCE behind their shared "&"; the runs before ";" are
+# possessive (";" is not in them), which spares the backtracking at each "&".
 _AMPERSAND_GATE: Final = re.compile(
-    b"&(?:" + _BARE_AMPERSAND.pattern[1:] + b"|" + _C1_REFERENCE.pattern[1:] + b")"
+    rb"&(?:(?![A-Za-z][\w.-]*+;|#[0-9]++;|#[xX][0-9A-Fa-f]++;)"
+    b"|" + _C1_REFERENCE.pattern[1:] + b")"
 )
 # Plain strings whose last byte is common in XML (">", "l") are found faster by
 # sre's literal scan than by `bytes.__contains__`/`count`, which key on that byte.
@@ -151,8 +167,8 @@ def _codec(name: str) -> str:
 
 
 def fast_path_shapes(
-    body: bytes, content_type: str, *, base_ok: bool | None = None
-) -> frozenset[str] | None:
+    body: bytes, content_type: str, *, base_ok: bool | None = None, entries: bool = False
+) -> TagShapes | None:
     """Which `_SCANNED_SHAPES` the document has when fastfeedparser is known to read it
     correctly, else None.
 
@@ -163,7 +179,8 @@ def fast_path_shapes(
     windows-1252, say) goes to feedparser, which guesses. The shapes it loses
     data on go there too, whatever the encoding; tests/test_feed_fast_path.py
     compares both parsers over the whole corpus. `base_ok` (no `xml:base`, or a
-    uniform content base) is passed by a caller that has worked it out already.
+    uniform content base) is passed by a caller that has worked it out already;
+    `entries` asks for `TagShapes.entry_starts` (for `add_atom_author_uris`).
     """
     match = _CHARSET_PARAM.search(content_type)
     header = _codec(match.group(1)) if match else ""
@@ -174,11 +191,16 @@ def fast_path_shapes(
         declared = _codec(decl.group(1).decode("ascii")) if decl else ""
     if declared == "bom":
         ok = not header or header.startswith("utf")
+        check_utf8 = False
     elif declared:
         # A declared UTF-8 that is not: feedparser's guess, as for undeclared bytes.
-        ok = header in ("", declared) and (declared != "utf-8" or _is_utf8(body))
+        ok = header in ("", declared)
+        check_utf8 = declared == "utf-8"
     else:
-        ok = header in ("", "utf-8", "ascii") and _is_utf8(body)
+        ok = header in ("", "utf-8", "ascii")
+        check_utf8 = True
+    # Every check below only rejects, so their order changes no decision: the
+    # dearest come last (a full decode of a non-ASCII body, then the walk over tags).
     if not ok or _XHTML.search(body):
         return None
     if base_ok is None:
@@ -187,53 +209,98 @@ def fast_path_shapes(
         return None
     if _FULLITEM.search(body):
         return None
-    if b"<![CDATA[" in body and body.count(b"<![CDATA[") != len(_CDATA_END.findall(body)):
+    if b"<![CDATA[" in body and _count(body, b"<![CDATA[", 1) != _count(body, b"]]>", 0):
         return None
     # Guards are single bytes (memchr); a guard that scans the whole body for a
     # longer string costs about as much as the search it would save.
     if (
         next(_word_matches(_ATOM03_MODE, body), None) is not None
         or (b"&" in body and _AMPERSAND_GATE.search(body))
-        or (b"\xc2" in body and _C1_UTF8.search(body))
+        or _has_c1_utf8(body)
     ):
         return None
-    return _scan_tags(body)
+    if check_utf8 and not _is_utf8(body):
+        return None
+    return _scan_tags(body, entries=entries)
 
 
 # The patterns `_SCANNED_SHAPES` stand for, each matched where the scan found one.
 _SHAPE_PATTERNS: Final = {"media": _MEDIA_RSS, "uri": _ATOM_URI, "html_title": _ATOM_HTML_TITLE}
 
 
+class TagShapes(frozenset[str]):
+    """The `_SCANNED_SHAPES` a document has, and where its `<entry>`s start.
+
+    `entry_starts` (what `_entry_starts` gives) is known when the caller asked for
+    it and "uri" is among the shapes of a large document: the walk over the tags
+    records them from the first `<uri>` on, so `add_atom_author_uris` need not search
+    the whole document again. Else None.
+    """
+
+    entry_starts: list[int] | None = None
+
+
+# The body size from which the walk records entries: a stop in the walk costs about
+# as much as sre's scan of 1-2 KB, so it pays where entries are large (a search for
+# "entry" over a 157 KB document costs ~100 us; 15 stops ~10 us) and not in a small
+# document of short entries.
+_WALK_ENTRIES_FROM: Final = 32768
+
+
 @functools.cache
-def _tag_scan(shapes: frozenset[str]) -> re.Pattern[bytes]:
-    """_TAG_GATE with a named lookahead for each of `shapes` (the ones not found yet)."""
+def _tag_scan(shapes: frozenset[str], entries: bool) -> re.Pattern[bytes]:
+    """_TAG_GATE with a named lookahead for each of `shapes` (the ones not found yet),
+    and one for `_ATOM_ENTRY_START` when `entries` are recorded."""
     looks = b"".join(
         b"|(?=(?P<" + name.encode() + b">" + shape + b"))"
         for name, shape in _SCANNED_SHAPES.items()
         if name in shapes
     )
-    return re.compile(_TAG_GATE.pattern[:-1] + looks + b")") if looks else _TAG_GATE
+    if entries:
+        looks += b"|(?=(?P<entry>" + _ENTRY_SHAPE + b"))"
+    if not looks:
+        return _TAG_GATE
+    lead = _TAG_LEAD[:-1] + b"|en)" if entries else _TAG_LEAD
+    return re.compile(b"<" + lead + _TAG_GATE.pattern[len(b"<" + _TAG_LEAD) : -1] + looks + b")")
 
 
-def _scan_tags(body: bytes) -> frozenset[str] | None:
+def _scan_tags(body: bytes, *, entries: bool = False) -> TagShapes | None:
     """Which `_SCANNED_SHAPES` occur, or None where _TAG_GATE matches, in one walk.
 
     Searching each separately walks every tag of a large document four times. A
     match with no named group is a _TAG_GATE part (they come first, so one would win
     where a shape also matched); a shape found drops out of the pattern, and the
     others are tried at the same "<" (`<media:title type="html">` is two shapes).
+    With `entries`, in a large document, the walk also stops at each `<entry>` from
+    the first `<uri>` on (those before it are searched for in the part before it).
     """
     found: set[str] = set()
     remaining = frozenset(_SCANNED_SHAPES)
+    record = entries and len(body) >= _WALK_ENTRIES_FROM
+    starts: list[int] | None = None
+    pattern = _tag_scan(remaining, False)
     pos = 0
-    while (match := _tag_scan(remaining).search(body, pos)) is not None:
-        if match.lastgroup is None:
-            return None
+    while (match := pattern.search(body, pos)) is not None:
+        group = match.lastgroup
         start = match.start()
+        pos = start + 1
+        if group == "entry" and starts is not None:
+            # The last alternative: no gate part and no shape matched at this "<".
+            starts.append(start)
+            continue
+        if group is None:
+            return None
         found.update(name for name in remaining if _SHAPE_PATTERNS[name].match(body, start))
         remaining = remaining - found
-        pos = start + 1
-    return frozenset(found)
+        if starts is None and record and "uri" in found:
+            starts = _entry_starts(body, start)
+        if starts is not None and _ATOM_ENTRY_START.match(body, start):
+            starts.append(start)
+        pattern = _tag_scan(remaining, starts is not None)
+    shapes = TagShapes(found)
+    if starts is not None:
+        shapes.entry_starts = starts
+    return shapes
 
 
 def _word_matches(pattern: re.Pattern[bytes], body: bytes) -> Iterator[re.Match[bytes]]:
@@ -252,14 +319,18 @@ def _word_matches(pattern: re.Pattern[bytes], body: bytes) -> Iterator[re.Match[
         pos = max(match.end(), start + 1)
 
 
-def add_atom_author_uris(body: bytes, data: dict[str, Any]) -> bool:
+def add_atom_author_uris(
+    body: bytes, data: dict[str, Any], entry_starts: list[int] | None = None
+) -> bool:
     """Put back the `<author><uri>` of the feed and of each entry, as feedparser keeps it.
 
     fastfeedparser lists entries in document order, so the n-th `<entry>` start is
     the n-th entry. False (read it with feedparser) when the two do not line up.
+    `entry_starts` is `TagShapes.entry_starts` where the caller has it (else the
+    document is searched for them).
     """
     entries = data.get("entries")
-    starts = _entry_starts(body)
+    starts = _entry_starts(body) if entry_starts is None else entry_starts
     if not isinstance(entries, list) or len(starts) != len(entries):
         return False
     bounds = [0, *starts, len(body)]
@@ -276,10 +347,11 @@ def add_atom_author_uris(body: bytes, data: dict[str, Any]) -> bool:
     return True
 
 
-def _entry_starts(body: bytes) -> list[int]:
-    """Where `_ATOM_ENTRY_START` matches (its matches hold one "<", so never overlap)."""
+def _entry_starts(body: bytes, end: int | None = None) -> list[int]:
+    """Where `_ATOM_ENTRY_START` matches (its matches hold one "<", so never overlap),
+    before `end` (a "<": no match that starts before it reaches past it)."""
     starts = []
-    for match in _ENTRY_NAME.finditer(body):
+    for match in _ENTRY_NAME.finditer(body, 0, len(body) if end is None else end):
         start = _element_open(body, match.start())
         if start >= 0:
             starts.append(start)
@@ -289,14 +361,18 @@ def _entry_starts(body: bytes) -> list[int]:
 def _first_author(body: bytes, begin: int, end: int) -> re.Match[bytes] | None:
     """`_ATOM_AUTHOR.search(body, begin, end)`, tried only at the "<" of an "author".
 
-    Every match starts there, and those "<"s come in the order of their names.
+    Every match starts there, and those "<"s come in the order of their names
+    ("author" cannot overlap itself, so `find` sees each; it skips ahead on the
+    last byte, where sre stops at every "a").
     """
-    for name in _AUTHOR_NAME.finditer(body, begin, end):
-        start = _element_open(body, name.start())
+    name = body.find(b"author", begin, end)
+    while name >= 0:
+        start = _element_open(body, name)
         if start >= begin:
             match = _ATOM_AUTHOR.match(body, start, end)
             if match is not None:
                 return match
+        name = body.find(b"author", name + 1, end)
     return None
 
 
@@ -530,6 +606,54 @@ def _count_content_bases(body: bytes, places: list[int]) -> int:
             lt = body.find(b"<", lt + 1, at + 1)
         tried = max(tried, at + 1)
     return count
+
+
+def _count(body: bytes, needle: bytes, key: int) -> int:
+    """`body.count(needle)` for a needle that cannot overlap itself, found from the
+    memchr hits of its byte at `key` (one rare in XML: "!" of "<![CDATA[", "]").
+
+    A scan by `count` or sre walks the body byte by byte (about 60 us at 157 KB);
+    memchr finds the few hits of a rare byte at a tenth of that. Past a budget of
+    hits that grows with the body, `count` does the rest.
+    """
+    byte = needle[key : key + 1]
+    count = 0
+    pos = body.find(byte)
+    for _ in range(_PROBES_BASE + (len(body) >> _PROBES_SHIFT)):
+        if pos < 0:
+            return count
+        if pos >= key and body.startswith(needle, pos - key):
+            count += 1
+        pos = body.find(byte, pos + 1)
+    # Every needle whose `key` byte lies before `pos` has been counted.
+    return count if pos < 0 else count + body.count(needle, max(pos - key, 0))
+
+
+# The hits `_count` tries one by one: a few, and one per KiB of body (a hit costs
+# about as much in Python as sre's scan of 250-500 bytes).
+_PROBES_BASE: Final = 8
+_PROBES_SHIFT: Final = 10
+
+# How many 0xC2 bytes `_has_c1_utf8` tries one by one before it lets sre scan the
+# rest (a body of Latin-1 punctuation, « » or no-break spaces, has many).
+_C1_PROBES: Final = 16
+
+
+def _has_c1_utf8(body: bytes) -> bool:
+    """`_C1_UTF8.search(body) is not None`, found with `bytes.find` (memchr).
+
+    sre scans for its one-byte prefix byte by byte, about ten times slower than
+    memchr on a large document; most documents hold a few 0xC2 bytes or none.
+    """
+    end = len(body) - 1
+    pos = body.find(b"\xc2")
+    for _ in range(_C1_PROBES):
+        if pos < 0:
+            return False
+        if pos < end and 0x80 <= body[pos + 1] <= 0x9F:
+            return True
+        pos = body.find(b"\xc2", pos + 1)
+    return pos >= 0 and _C1_UTF8.search(body, pos) is not None
 
 
 def _is_utf8(body: bytes) -> bool:
