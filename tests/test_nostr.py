@@ -26,7 +26,8 @@ from bot.health import HealthBook
 from bot.model import Post, Target, TargetKind, Tombstone
 from bot.protocols import Draft, PluginContext, StreamingSource
 from plugins.nostr import create
-from plugins.nostr.events import sign
+from plugins.nostr.clamp import ClampBook, matched, probe_filter
+from plugins.nostr.events import decode_event, sign
 from plugins.nostr.keys import parse_event_id, parse_secret_key
 from plugins.nostr.publisher import JOURNAL_FILE
 from tests.conftest import RunningBot, StartBot
@@ -770,12 +771,66 @@ async def test_a_relay_that_clamps_its_limit_lower_loses_no_follow_its_notes(
             assert [r[2]["limit"] for r in notes][:2] == [12, 2]  # room for one more
             assert len(notes) == 2 + 4
 
-            # Learned: the next batch asks for 5, gets 5, and goes one by one at once.
+            # Learned: the next batch that gets 5 goes one by one at once, no probe.
             proxy.reqs.clear()
             again = await asyncio.gather(*(source.fetch(t, None) for t in targets))
             assert [len(r.posts) for r in again] == [3, 3, 3, 3]
             notes = [r for conn in proxy.reqs for r in conn if r[2].get("kinds") != [0]]
-            assert [r[2]["limit"] for r in notes] == [5, 3, 3, 3, 3]
+            assert [r[2]["limit"] for r in notes] == [12, 3, 3, 3, 3]
+
+
+async def test_a_clamping_relay_beside_a_full_one_costs_no_follow_a_note(
+    tmp_path: Path,
+) -> None:
+    """What one relay cuts at is never asked of the others, nor of one follow alone."""
+    authors = [Author() for _ in range(4)]
+    now = int(time.time())
+    clamping, full = NostrRelay(tmp_path / "clamping", max_limit=5), NostrRelay(tmp_path / "full")
+    with running_relays(clamping, full):
+        for relay in (clamping, full):
+            for n, author in enumerate(authors):
+                for k in range(10 if n == 0 else 1):
+                    await send(relay, author.event(f"{n}.{k}", created_at=now - 1000 + 10 * n + k))
+        clock = SystemClock()
+        config = {"relays": [clamping.url, full.url], "fetch_batch_window_s": "0.2"}
+        network = create(
+            PluginContext("nostr", config, HealthBook(clock), clock, False, str(tmp_path))
+        )
+        source = network.source
+        assert source is not None
+        targets = [await source.resolve(TargetKind.ACCOUNT, a.npub) for a in authors]
+        for _ in range(2):  # learning, then learned
+            results = await asyncio.gather(*(source.fetch(t, None) for t in targets))
+            assert [len(r.posts) for r in results] == [10, 1, 1, 1]
+
+
+def test_a_probe_asks_each_filter_below_its_own_oldest_note() -> None:
+    """A dated and an undated filter in one batch: each is probed within its own range."""
+    dated, undated = Author(), Author()
+    now = int(time.time())
+    notes = [decode_event(dated.event("d", created_at=now - 100 + k)) for k in range(3)]
+    notes.append(decode_event(undated.event("u", created_at=now - 100_000)))
+    filters: list[dict[str, Any]] = [
+        {"kinds": [1, 6], "authors": [dated.pubkey], "limit": 100, "since": now - 1000},
+        {"kinds": [1, 6], "authors": [undated.pubkey], "limit": 100},
+    ]
+    by_filter = [[e for e in notes if matched(f, e)] for f in filters]
+    assert [len(found) for found in by_filter] == [3, 1]
+    first, second = (probe_filter(f, found) for f, found in zip(filters, by_filter, strict=True))
+    assert (first["since"], first["until"], first["limit"]) == (now - 1000, now - 100, 2)
+    assert (second["until"], second["limit"]) == (now - 100_000, 2)
+
+
+def test_a_cut_learned_by_mistake_is_forgotten_when_the_relay_sends_more() -> None:
+    """A note that reached the relay between its answer and the probe looks like a cut."""
+    book = ClampBook()
+    assert book.needs_probe("wss://r", [2])
+    book.learn("wss://r", [2], cut_at=2)
+    assert book.known_cut("wss://r", [2]), "an answer as large as the cut counts as cut"
+    assert not book.known_cut("wss://r", [1])
+    assert not book.known_cut("wss://r", [3]), "it sent more: it does not cut at 2"
+    assert not book.known_cut("wss://r", [2]), "and the lesson is gone"
+    assert not book.known_cut("wss://other", [50]), "one relay's cut is its own"
 
 
 async def test_a_kind_5_deletion_by_the_author_retracts_the_note_and_no_one_elses_does(

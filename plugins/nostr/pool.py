@@ -61,6 +61,7 @@ class RelayAnswer:
     events: dict[str, list[Event]] = field(default_factory=dict)
     error: RelayError | None = None
     forged: int = 0
+    url: str = ""  # the relay asked (several relays may share a host)
 
     @property
     def received(self) -> int:
@@ -158,7 +159,7 @@ class RelayPool:
     async def _query_one(
         self, url: str, subs: Mapping[str, Sequence[Filter]], max_events: int
     ) -> RelayAnswer:
-        answer = RelayAnswer(relay_host(url), {sub_id: [] for sub_id in subs})
+        answer = RelayAnswer(relay_host(url), {sub_id: [] for sub_id in subs}, url=url)
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.timeout_s):

@@ -18,7 +18,7 @@ from bot.errors import Outcome, UpstreamError, UserError
 from bot.model import FetchResult, Post, Target, TargetKind
 from bot.protocols import PostSink
 from plugins.nostr.batch import FetchBatcher, Wanted
-from plugins.nostr.clamp import ClampBook, found_more, probe_filters
+from plugins.nostr.clamp import ClampBook, found_more, matched, probe_filter
 from plugins.nostr.events import Event
 from plugins.nostr.pool import RelayAnswer, RelayPool
 from plugins.nostr.posts import PostBuilder, Profiles
@@ -132,7 +132,7 @@ class NostrSource:
         targets = [w.target for w in batch]
         floors = {w.target.resource_key: w.since for w in batch}
         alone = len(batch) == 1
-        limit = self._clamps.limit(
+        limit = (
             self._settings.fetch_limit
             if alone
             else merged_limit(self._settings.fetch_limit, len(batch))
@@ -160,29 +160,44 @@ class NostrSource:
     async def _cut_short(
         self, answers: Sequence[RelayAnswer], note_filters: list[dict[str, Any]], limit: int
     ) -> bool:
-        """Whether a relay may have left notes out: it sent `limit` of them, or it is
-        found to cut at the size it sent (`ClampBook`: asked once per new largest size)."""
-        urls = {relay_host(url): url for url in self._pool.relays}
+        """Whether a relay may have left notes out: it sent `limit` of them, or as many
+        as it was found to cut at (`ClampBook`: probed once per new largest answer)."""
         for answer in answers:
             notes = answer.events.get("notes", [])
             if len(notes) >= limit:
                 return True
-            url = urls.get(answer.host)
-            if url is None or answer.error is not None:
+            if answer.error is not None or not notes or not answer.url:
                 continue
-            if not self._clamps.needs_probe(answer.host, len(notes), limit):
+            by_filter = [[e for e in notes if matched(f, e)] for f in note_filters]
+            counts = [len(found) for found in by_filter]
+            if self._clamps.known_cut(answer.url, counts):
+                return True
+            if not self._clamps.needs_probe(answer.url, counts):
                 continue
-            probe = probe_filters(note_filters, notes)
+            asked = [
+                (f"p{n}", f, found)
+                for n, (f, found) in enumerate(zip(note_filters, by_filter, strict=True))
+                if found
+            ]
+            probes = {sub_id: [probe_filter(f, found)] for sub_id, f, found in asked}
             more = await self._pool.query_relay(
-                url, {"probe": probe}, max_events=sum(f["limit"] for f in probe)
+                answer.url, probes, max_events=max(p[0]["limit"] for p in probes.values())
             )
             if more.error is not None:
-                continue  # cannot tell; the next answer of this size asks again
-            cut = found_more(more.events.get("probe", []), notes)
-            self._clamps.learn(answer.host, len(notes), cut=cut)
-            if cut:
+                continue  # cannot tell; the next answer this large asks again
+            cut_at = next(
+                (
+                    len(found)
+                    for sub_id, f, found in asked
+                    if found_more(more.events.get(sub_id, []), f, found)
+                ),
+                None,
+            )
+            self._clamps.learn(answer.url, counts, cut_at=cut_at)
+            if cut_at is not None:
                 log.info(
-                    "nostr relay %s sends at most %d events per request; asking for no more",
+                    "nostr relay %s cut an answer at %d notes; such batches are asked "
+                    "again one follow at a time",
                     answer.host,
                     len(notes),
                 )
