@@ -117,7 +117,8 @@ POST_OPTIONS = ("--to", "--reply", "--quote", "--cw", "--image", "--alt")
 
 def parse_post(args: str) -> PostRequest:
     """`[--to a,b] [--reply URL] [--quote URL] [--cw TEXT] [--image URL [--alt TEXT]]…
-    [--thread] text…`; the text is kept as typed, `_` in `--cw`/`--alt` means a space."""
+    [--thread] [--] text…`; the text is kept as typed, `_` in `--cw`/`--alt` means a
+    space, and `--` ends the options (for a text that begins with "--")."""
     rest = args.strip()
     targets: list[str] = []
     reply_to = quote_of = warning = ""
@@ -126,6 +127,8 @@ def parse_post(args: str) -> PostRequest:
     while rest.startswith("--"):
         option, _, rest = rest.partition(" ")
         rest = rest.lstrip()
+        if option == "--":  # the end of the options: a text may begin with "--" itself
+            break
         if option == "--thread":
             thread = True
             continue
@@ -177,7 +180,10 @@ def format_post(request: PostRequest) -> str:
             words += ["--image", image.url.split()[0]]
             if image.alt.strip():
                 words += ["--alt", "_".join(image.alt.split())]
-    return " ".join([*words, draft.text.strip()])
+    text = draft.text.strip()
+    if text.startswith("--"):
+        words.append("--")  # else `parse_post` would read the text's first word as an option
+    return " ".join([*words, text])
 
 
 class PostBack:
