@@ -223,6 +223,20 @@ async def test_commands_are_registered_for_the_guild_with_the_right_permissions(
     }
 
 
+async def test_search_reaches_the_core_as_search_with_the_same_options_as_follow(
+    discord_server: DiscordServer, start_bot: StartBot, general: Channel
+) -> None:
+    await start_bot()
+    commands = {c["name"]: c for c in discord_server.commands[general.guild_id]}
+    assert commands["search"]["options"] == commands["follow"]["options"]
+    log = await discord_server.invoke(
+        general, "search", [opt("network", "feeds"), opt("target", "python")]
+    )
+    ((text, ephemeral),) = await log.wait_shown()
+    assert text.startswith("/search: feeds cannot be searched"), text
+    assert ephemeral
+
+
 async def test_members_without_manage_channels_are_not_offered_follow(
     discord_server: DiscordServer, start_bot: StartBot, general: Channel
 ) -> None:

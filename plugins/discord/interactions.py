@@ -375,51 +375,37 @@ def build_commands(
         channel="Post into this channel, thread or forum instead of here",
     )
 
-    @app_commands.command(name="follow", description="Relay an account or feed into this channel")
-    @described
-    @app_commands.autocomplete(network=networks)
-    async def follow(
-        interaction: discord.Interaction[discord.Client],
-        network: str,
-        target: str,
-        include: str | None = None,
-        exclude: str | None = None,
-        regex: str | None = None,
-        no_replies: bool = False,
-        no_reposts: bool = False,
-        last: app_commands.Range[int, 0, 200] | None = None,
-        every: str | None = None,
-        options: str | None = None,
-        channel: Target | None = None,
-    ) -> None:
-        args = follow_args(
-            network, target, include=include, exclude=exclude, regex=regex,
-            no_replies=no_replies, no_reposts=no_reposts, last=last, every=every, options=options,
-        )  # fmt: skip
-        await bridge.run(interaction, "follow", args, channel, managing=True)
+    def subscribing(verb: str, description: str) -> app_commands.Command[Any, ..., None]:
+        """/follow and /search: the same options, a different command for the core."""
 
-    @app_commands.command(name="search", description="Relay posts that match a search")
-    @described
-    @app_commands.autocomplete(network=networks)
-    async def search(
-        interaction: discord.Interaction[discord.Client],
-        network: str,
-        target: str,
-        include: str | None = None,
-        exclude: str | None = None,
-        regex: str | None = None,
-        no_replies: bool = False,
-        no_reposts: bool = False,
-        last: app_commands.Range[int, 0, 200] | None = None,
-        every: str | None = None,
-        options: str | None = None,
-        channel: Target | None = None,
-    ) -> None:
-        args = follow_args(
-            network, target, include=include, exclude=exclude, regex=regex,
-            no_replies=no_replies, no_reposts=no_reposts, last=last, every=every, options=options,
-        )  # fmt: skip
-        await bridge.run(interaction, "search", args, channel, managing=True)
+        @app_commands.command(name=verb, description=description)
+        @described
+        @app_commands.autocomplete(network=networks)
+        async def command(
+            interaction: discord.Interaction[discord.Client],
+            network: str,
+            target: str,
+            include: str | None = None,
+            exclude: str | None = None,
+            regex: str | None = None,
+            no_replies: bool = False,
+            no_reposts: bool = False,
+            last: app_commands.Range[int, 0, 200] | None = None,
+            every: str | None = None,
+            options: str | None = None,
+            channel: Target | None = None,
+        ) -> None:
+            args = follow_args(
+                network, target, include=include, exclude=exclude, regex=regex,
+                no_replies=no_replies, no_reposts=no_reposts, last=last, every=every,
+                options=options,
+            )  # fmt: skip
+            await bridge.run(interaction, verb, args, channel, managing=True)
+
+        return command
+
+    follow = subscribing("follow", "Relay an account or feed into this channel")
+    search = subscribing("search", "Relay posts that match a search")
 
     @app_commands.command(name="unfollow", description="Stop a subscription (ids are in /list)")
     @app_commands.describe(id="The subscription to stop", channel="The channel it posts into")
