@@ -90,8 +90,6 @@ _CELL_TAGS: Final = frozenset({"td", "th"})
 
 _BAD_URL_CHARS: Final = re.compile(r"[\x00-\x1f\x7f]")
 _ABSOLUTE_HTTP: Final = re.compile(r"https?://", re.IGNORECASE)
-# An absolute http(s) URL's scheme and netloc, split as `urlsplit` splits them.
-_HTTP_NETLOC: Final = re.compile(r"(https?):(//([^/?#]*))", re.IGNORECASE)
 # The commonest case of all, checked by one regex: printable ASCII without spaces, an
 # http(s) scheme in any case, a host (no userinfo, no brackets) and an optional port.
 # The classes are printable ASCII (! to ~) less "#/:?@[]" (host) and "#/?@[]" (port).
@@ -123,21 +121,13 @@ def absolute_http_url(href: str, base_url: str = "") -> str:
     try:
         href = href.strip()
         if _SIMPLE_HTTP_URL.fullmatch(href):
-            # What the route below returns for it: the scheme lowercased, nothing else
-            # ("http:" and "https" both lowercase to the same five characters).
+            # What the route below returns for it, without `urlsplit`'s Python-level
+            # cost: the scheme lowercased, nothing else ("http:" and "https" both
+            # lowercase to the same five characters). Anything else (userinfo, spaces,
+            # brackets, non-ASCII) takes that route.
             return href if href.startswith(("http://", "https://")) else href[:5].lower() + href[5:]
         if not href or _BAD_URL_CHARS.search(href):
             return ""
-        if href.isascii() and (simple := _HTTP_NETLOC.match(href)):
-            # Already absolute: what `urlsplit` and `.hostname` would decide, without
-            # their Python-level cost. Bracketed (IPv6) hosts take the full route.
-            netloc = simple.group(3)
-            if "[" not in netloc and "]" not in netloc:
-                host = netloc.rpartition("@")[2].partition(":")[0]
-                if not host or " " in netloc:
-                    return ""
-                scheme = simple.group(1)
-                return scheme.lower() + href[len(scheme) :].replace(" ", "%20")
         if base_url and not _ABSOLUTE_HTTP.match(href):
             href = urljoin(base_url, href)
         parts = urlsplit(href)
@@ -414,8 +404,6 @@ def html_to_text(html: str, base_url: str = "", *, max_chars: int = 0) -> tuple[
     max_chars = max_chars if isinstance(max_chars, int) and max_chars > 0 else 0
     try:
         html, key_bytes = _clean_str_keyed(html)
-        if type(base_url) is not str:
-            base_url = _clean_str(base_url).strip()
         if not _TAG_LIKE.search(html):
             # Plain text: only entities to decode, the layout is the author's.
             if "&" in html or "\n" in html or "\r" in html:
@@ -423,11 +411,8 @@ def html_to_text(html: str, base_url: str = "", *, max_chars: int = 0) -> tuple[
             else:  # one line, nothing to decode: all `_tidy` would do is strip it
                 text = _HSPACES.sub(" ", html).strip()
             return (clip_text(text, max_chars) if max_chars else text), []
-        if base_url.isascii() and "\x00" not in base_url and len(base_url) <= _MAX_INPUT_CHARS:
-            base_url = base_url.strip()  # what `_clean_str` leaves of it, without the call
-        else:
-            base_url = _clean_str(base_url).strip()
-        return _cached_convert(html, base_url, max_chars, key_bytes)
+        # Only markup has links to resolve against the base.
+        return _cached_convert(html, _clean_str(base_url).strip(), max_chars, key_bytes)
     except Exception:
         try:
             text = _SCRIPTISH.sub(" ", str(html))

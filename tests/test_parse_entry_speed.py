@@ -43,6 +43,10 @@ URL = "http://example.com/dir/feed.xml"
 # old parse helpers below use them.
 
 
+# The scheme and netloc of an absolute http(s) URL, as the old form's shortcut read it.
+_OLD_HTTP_NETLOC = re.compile(r"(https?):(//([^/?#]*))", re.IGNORECASE)
+
+
 def old_absolute_http_url(href: str, base_url: str = "") -> str:
     from urllib.parse import urljoin, urlsplit
 
@@ -50,7 +54,7 @@ def old_absolute_http_url(href: str, base_url: str = "") -> str:
         href = href.strip()
         if not href or bot_html._BAD_URL_CHARS.search(href):
             return ""
-        if href.isascii() and (simple := bot_html._HTTP_NETLOC.match(href)):
+        if href.isascii() and (simple := _OLD_HTTP_NETLOC.match(href)):
             netloc = simple.group(3)
             if "[" not in netloc and "]" not in netloc:
                 host = netloc.rpartition("@")[2].partition(":")[0]

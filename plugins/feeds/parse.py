@@ -361,7 +361,7 @@ def _entry_post(
         text=text,
         permalink=link,
         title=title,
-        links=tuple(links) if len(links) <= MAX_LINKS else tuple(links[:MAX_LINKS]),
+        links=tuple(links[:MAX_LINKS]),
         media=_entry_media(entry, url),
         created_at=created or updated,
         edited_at=edited,
@@ -376,10 +376,8 @@ def _raw_id_and_link(entry: Mapping[str, Any], *, fast: bool) -> tuple[str, str]
     permalink guid into a missing link. Both are undone here so ids and links mean
     the same thing whichever parser read the document.
     """
-    value = entry.get("id")
-    raw_id = (value if type(value) is str else _str(value)).strip()
-    value = entry.get("link")
-    raw_link = (value if type(value) is str else _str(value)).strip()
+    raw_id = _str(entry.get("id")).strip()
+    raw_link = _str(entry.get("link")).strip()
     if fast:
         if raw_link and (links := _list(entry.get("links"))):
             # One walk: is the link among the alternates, and which is the first one set.
@@ -387,10 +385,8 @@ def _raw_id_and_link(entry: Mapping[str, Any], *, fast: bool) -> tuple[str, str]
             first = ""
             for item in links:
                 link = _mapping(item)
-                rel = link.get("rel") or "alternate"
-                if (rel if type(rel) is str else _str(rel)) == "alternate":
-                    href = link.get("href")
-                    href = (href if type(href) is str else _str(href)).strip()
+                if _str(link.get("rel") or "alternate") == "alternate":
+                    href = _str(link.get("href")).strip()
                     if href == raw_link:
                         listed = True
                         break
@@ -436,9 +432,7 @@ def _entry_title(entry: Mapping[str, Any], *, fast: bool, html_titles: bool) -> 
     fastfeedparser labels every RSS title text/plain, markup or not, and drops the
     Atom type, so the caller decides for the whole document.
     """
-    raw = entry.get("title")
-    if type(raw) is not str:
-        raw = _str(raw)
+    raw = _str(entry.get("title"))
     if not raw:
         return ""
     if fast:
@@ -455,13 +449,10 @@ def _entry_body(entry: Mapping[str, Any]) -> tuple[str, bool]:
     best: tuple[str, bool] = ("", False)
     for item in _list(entry.get("content")):
         content = _mapping(item)
-        value = content.get("value")
-        if type(value) is not str:
-            value = _str(value)
+        value = _str(content.get("value"))
         # `not isspace()` is `strip()` being non-empty, without copying a long body.
         if value and not value.isspace():
-            kind = content.get("type")
-            kind = (kind if type(kind) is str else _str(kind)).lower()
+            kind = _str(content.get("type")).lower()
             if _is_textual(kind):
                 if kind not in ("text", "text/plain"):
                     return value, False
@@ -470,9 +461,7 @@ def _entry_body(entry: Mapping[str, Any]) -> tuple[str, bool]:
     if best[0]:
         return best
     for key in ("summary", "description"):
-        value = entry.get(key)
-        if type(value) is not str:
-            value = _str(value)
+        value = _str(entry.get(key))
         if value and not value.isspace():
             detail = _mapping(entry.get("summary_detail"))
             return value, _str(detail.get("type")).lower() == "text/plain"
@@ -490,23 +479,14 @@ def _is_textual(kind: str) -> bool:
 
 
 def _entry_dates(entry: Mapping[str, Any]) -> tuple[datetime | None, datetime | None]:
-    """`_entry_date` of "published" and "updated"; the same text is parsed once."""
-    published_parsed = entry.get("published_parsed")
-    updated_parsed = entry.get("updated_parsed")
-    if isinstance(published_parsed, time.struct_time) or isinstance(
-        updated_parsed, time.struct_time
+    """`_entry_date` of "published" and "updated"; the same date is read once (Atom
+    feeds often give both, equal)."""
+    created = _entry_date(entry, "published")
+    if entry.get("updated") == entry.get("published") and entry.get("updated_parsed") == entry.get(
+        "published_parsed"
     ):
-        return _entry_date(entry, "published"), _entry_date(entry, "updated")
-    published = entry.get("published")
-    updated = entry.get("updated")
-    if type(published) is not str:
-        published = _str(published)
-    if type(updated) is not str:
-        updated = _str(updated)
-    created = _date_from_str(published)
-    if updated == published:
         return created, created
-    return created, _date_from_str(updated)
+    return created, _entry_date(entry, "updated")
 
 
 def _entry_date(entry: Mapping[str, Any], key: str) -> datetime | None:
