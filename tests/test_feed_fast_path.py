@@ -192,6 +192,38 @@ def test_youtube_channel_feed_takes_the_fast_path_with_its_descriptions_and_thum
     assert shown(fast) == shown(via_feedparser(body, ""))
 
 
+def test_a_wordpress_feed_with_a_site_icon_takes_the_fast_path(fast_results: list[Any]) -> None:
+    """The channel's <image><url> (every WordPress site with an icon, every podcast)
+    once sent the whole feed to feedparser, as if it were an Atom 0.3 author URI."""
+    body = (FIXTURES / "feeds" / "wordpress_site_icon.xml").read_bytes()
+    fast = parse_feed(body, url=URL)
+    assert len(fast_results) == 1
+    posts = [p for p in fast.posts if isinstance(p, Post)]
+    assert [(p.title, p.author.name) for p in posts] == [
+        ("A murmuration over the pier \u2013 40,000 birds", "Ada Fieldfare"),
+        ("Nest box roofs: cedar or larch?", "Ben Wren"),
+    ]
+    assert shown(fast) == shown(via_feedparser(body, ""))
+
+
+@pytest.mark.parametrize(
+    ("shape", "channel"),
+    [
+        ("inside an author-like element", b"<managingEditor><image><url>i</url></image>"),
+        ("after another child", b"<image><x>y</x><url>https://e.org/i.png</url></image>"),
+        ("inside an item", b"<item><image><url>https://e.org/i.png</url></image></item>"),
+    ],
+)
+def test_an_image_url_anywhere_else_still_goes_to_feedparser(
+    shape: str, channel: bytes, fast_results: list[Any]
+) -> None:
+    body = b"<rss version='2.0'><channel><title>t</title>%s<item><title>a</title></item>" % (
+        channel
+    )
+    parse_feed(body + b"</channel></rss>", url=URL)
+    assert fast_results == [], shape
+
+
 MRSS = 'xmlns:media="http://search.yahoo.com/mrss/"'
 
 

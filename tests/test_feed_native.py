@@ -130,6 +130,9 @@ RARER_SHAPES = {
         b'<link rel="alternate" href="http://b/"/><link rel="related" href="http://c/"/>'
         b"<managingEditor>Ed</managingEditor>"
     ),
+    "Atom: two authors, only the second named": atom(
+        b"<title>T</title><author><email>a@e.com</email></author><author><name>B</name></author>"
+    ),
     "Atom: no title text, an author without a name, a comment": atom(
         b'<title type="html"></title><author><email>a@e.com</email></author><!-- c -->'
         b'<link href="http://a/"/>'

@@ -49,6 +49,18 @@ _BINARY_TYPE: Final = re.compile(
     rb"""(?!(?:text|html|xhtml)["']|text/|application/xhtml)"""
 )
 _AUTHOR_URI: Final = re.compile(rb"<(?:[\w.-]+:)?(?:url|homepage)\s*>")
+# feedparser reads a <url> as an author's URI only inside an author-like element
+# (author, managingEditor, dc:creator, itunes:author: what sets its `inauthor`). The
+# commonest <url> of all, an RSS channel's <image><url> (WordPress sites with an icon,
+# podcasts), is harmless: `_image_url` lets a plain <url> through when it is a child
+# of the channel's <image> (before any item), after its simple children only, and no
+# author-like element is open.
+_IMAGE_HEAD: Final = re.compile(
+    rb"<image(?:\s[^>]*+)?>(?:\s++|<(title|link|width|height|description)\s*>[^<]*+</\1\s*>)*+"
+)
+_AUTHOR_LIKE: Final = re.compile(
+    rb"<(/?)(?:[\w.-]+:)?(?:author|managingeditor|creator)[\s>/]", re.IGNORECASE
+)
 # Atom 1.0 author URIs fastfeedparser drops; `add_atom_author_uris` puts them back.
 _ATOM_URI: Final = re.compile(rb"<(?:[\w.-]+:)?uri\s*>")
 _ATOM_ENTRY_START: Final = re.compile(rb"<(?:[\w.-]+:)?entry[\s>/]")
@@ -278,6 +290,7 @@ def _scan_tags(body: bytes, *, entries: bool = False) -> TagShapes | None:
     remaining = frozenset(_SCANNED_SHAPES)
     record = entries and len(body) >= _WALK_ENTRIES_FROM
     starts: list[int] | None = None
+    authors: _AuthorLike | None = None  # made at the first <url>
     pattern = _tag_scan(remaining, False)
     pos = 0
     while (match := pattern.search(body, pos)) is not None:
@@ -289,7 +302,9 @@ def _scan_tags(body: bytes, *, entries: bool = False) -> TagShapes | None:
             starts.append(start)
             continue
         if group is None:
-            return None
+            if not _image_url(body, start, authors := authors or _AuthorLike(body)):
+                return None
+            continue
         found.update(name for name in remaining if _SHAPE_PATTERNS[name].match(body, start))
         remaining = remaining - found
         if starts is None and record and "uri" in found:
@@ -301,6 +316,41 @@ def _scan_tags(body: bytes, *, entries: bool = False) -> TagShapes | None:
     if starts is not None:
         shapes.entry_starts = starts
     return shapes
+
+
+def _image_url(body: bytes, at: int, authors: _AuthorLike) -> bool:
+    """Whether the `_AUTHOR_URI` match at `at` is a plain <url> that feedparser reads as
+    an image's, never an author's (see `_IMAGE_HEAD`)."""
+    if not body.startswith(b"<url", at):
+        return False
+    image = body.rfind(b"<image", 0, at)
+    head = _IMAGE_HEAD.match(body, image) if image >= 0 else None
+    return (
+        head is not None
+        and head.end() == at
+        # The channel's, before any item: feedparser can take the title of one inside
+        # an item for the item's (feedparser/wellformed/rss/item_category_image.xml).
+        and _ENTRY_OR_ITEM_START.search(body, 0, image) is None
+        and not authors.open_at(image)
+    )
+
+
+class _AuthorLike:
+    """Whether an author-like element (`_AUTHOR_LIKE`) is open at a position; asked at
+    positions that never decrease, so the body is scanned once however often it is asked.
+    A self-closed one counts as open: the caller then sends the document to feedparser."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.scanned = 0
+        self.open = False
+
+    def open_at(self, end: int) -> bool:
+        # No match straddles `end`: it is a "<", which cannot end an element name.
+        for match in _AUTHOR_LIKE.finditer(self.body, self.scanned, end):
+            self.open = not match.group(1)
+        self.scanned = max(self.scanned, end)
+        return self.open
 
 
 def _word_matches(pattern: re.Pattern[bytes], body: bytes) -> Iterator[re.Match[bytes]]:

@@ -130,18 +130,19 @@ def feed_fields(channel: Any, kind: str, atom_namespace: str | None) -> dict[str
         feed["link"] = link
     if author or (author := value.text("managingEditor")):
         feed["author"] = author
-    links, alternate = _links(channel, atom)
+    links, alternate = _links(value.all(atom + "link"))
     if alternate:
         feed["link"] = alternate
     feed["links"] = links
     return feed
 
 
-def _links(channel: Any, atom: str) -> tuple[list[dict[str, Any]], str | None]:
-    """The feed's `links` and the alternate link that replaces its `link`, if any."""
+def _links(elements: list[Any]) -> tuple[list[dict[str, Any]], str | None]:
+    """The feed's `links` from its link elements, and the alternate link that replaces
+    its `link`, if any."""
     links: list[dict[str, Any]] = []
     alternate: str | None = None
-    for element in channel.findall(atom + "link"):
+    for element in elements:
         rel = element.get("rel")
         href = element.get("href") or element.get("link")
         if rel == "alternate" and href and not alternate:
@@ -169,26 +170,34 @@ class _ChildValues:
     """
 
     def __init__(self, parent: Any) -> None:
-        self.parent = parent
-        self.first: dict[str, Any] = {}
+        # One walk (each `.tag` builds a string; a `find` walks the children again).
+        self.by_tag: dict[str, list[Any]] = {}
         for child in parent:
-            if isinstance(child.tag, str):  # not a comment or processing instruction
-                self.first.setdefault(child.tag, child)
+            tag = child.tag
+            if isinstance(tag, str):  # not a comment or processing instruction
+                if (same := self.by_tag.get(tag)) is None:
+                    self.by_tag[tag] = [child]
+                else:
+                    same.append(child)
+
+    def all(self, tag: str) -> list[Any]:
+        return self.by_tag.get(tag, [])
 
     def text(self, tag: str) -> str | None:
-        element = self.first.get(tag)
-        return _stripped(element.text) if element is not None else None
+        same = self.by_tag.get(tag)
+        return _stripped(same[0].text) if same else None
 
     def attribute(self, tag: str, name: str) -> str | None:
-        element = self.first.get(tag)
-        return _stripped(element.get(name)) if element is not None else None
+        same = self.by_tag.get(tag)
+        return _stripped(same[0].get(name)) if same else None
 
     def path(self, parent: str, child: str) -> str | None:
         """The text of the first `child` of any `parent` child (ElementPath "a/b")."""
-        if parent not in self.first:
-            return None
-        element = self.parent.find(parent + "/" + child)
-        return _stripped(element.text) if element is not None else None
+        for element in self.by_tag.get(parent, ()):
+            found = element.find(child)
+            if found is not None:
+                return _stripped(found.text)
+        return None
 
 
 def _stripped(value: str | None) -> str | None:
