@@ -81,8 +81,8 @@ def fast_results(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     results: list[Any] = []
     real = feeds_parse._fastfeedparser
 
-    def spy(source: bytes) -> Any:
-        result = real(source)
+    def spy(source: bytes, *extracted: Any) -> Any:
+        result = real(source, *extracted)
         results.append(result)
         return result
 

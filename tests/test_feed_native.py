@@ -77,6 +77,30 @@ def test_documents_the_extractor_hands_back_take_the_public_route() -> None:
     assert parse_feed(rss_1, url="https://example.com/rdf").posts
 
 
+@pytest.mark.usefixtures("vetted")
+@pytest.mark.parametrize(
+    ("shape", "description", "after"),
+    [
+        ("a byte that is not UTF-8", b"caf\xe9", b""),
+        ("a byte that is not UTF-8, after the root element", b"x", b"\xff"),
+        ("windows-1252 punctuation", "\u2019".encode("cp1252"), b""),
+        ("an unclosed CDATA section", b"<![CDATA[abc", b""),
+        ("a CDATA section opened after the root element", b"x", b"<![CDATA["),
+        ("]]> in text", b"a ]]> b", b""),
+    ],
+)
+def test_the_extractor_reads_no_document_the_skipped_gate_checks_would_refuse(
+    shape: str, description: bytes, after: bytes
+) -> None:
+    """The gate skips its UTF-8 and CDATA checks for what the extractor has read
+    (`fast_path_shapes(well_formed=True)`): this is the extractor's side of that."""
+    document = rss(b"<title>T</title>").replace(
+        b"<title>a</title>", b"<title>a</title><description>" + description + b"</description>"
+    )
+    assert native.parse(document + after) is None, shape
+    assert native.parse(rss(b"<title>T</title>")) is not None
+
+
 def test_an_unvetted_release_takes_the_public_route_and_users_see_the_same_posts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -461,9 +461,9 @@ def fast_parser_calls(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     calls: list[bytes] = []
     real = feeds_parse._fastfeedparser
 
-    def spy(source: bytes) -> Any:
+    def spy(source: bytes, *extracted: Any) -> Any:
         calls.append(source)
-        return real(source)
+        return real(source, *extracted)
 
     monkeypatch.setattr(feeds_parse, "_fastfeedparser", spy)
     return calls

@@ -22,6 +22,7 @@ import pytest
 
 from bot import html as bot_html
 from plugins.feeds import fastpath as feeds_fastpath
+from plugins.feeds import native
 
 _ORIGINAL_MODE = re.compile(rb"""\bmode\s*=\s*["'](?:xml|base64)""")
 _ORIGINAL_XML_BASE = re.compile(rb"""\bxml:base\s*=\s*["']([^"']*)["']""")
@@ -356,10 +357,11 @@ def _original_is_utf8(body: bytes) -> bool:
 
 
 def _original_fast_path_shapes(
-    body: bytes, content_type: str, base_ok: bool | None
+    body: bytes, content_type: str, base_ok: bool | None, well_formed: bool = False
 ) -> frozenset[str] | None:
     """`fast_path_shapes` before its checks were reordered, counted by memchr and
-    folded into the walk: every check in its plainest form, in the old order."""
+    folded into the walk: every check in its plainest form, in the old order (without
+    the UTF-8 and CDATA checks for a `well_formed` document)."""
     fp = feeds_fastpath
     match = fp._CHARSET_PARAM.search(content_type)
     header = fp._codec(match.group(1)) if match else ""
@@ -371,16 +373,18 @@ def _original_fast_path_shapes(
     if declared == "bom":
         ok = not header or header.startswith("utf")
     elif declared:
-        ok = header in ("", declared) and (declared != "utf-8" or _original_is_utf8(body))
+        ok = header in ("", declared) and (
+            declared != "utf-8" or well_formed or _original_is_utf8(body)
+        )
     else:
-        ok = header in ("", "utf-8", "ascii") and _original_is_utf8(body)
+        ok = header in ("", "utf-8", "ascii") and (well_formed or _original_is_utf8(body))
     if not ok or b"xhtml" in body:
         return None
     if base_ok is None:
         base_ok = b"xml:base" not in body or bool(fp.uniform_content_base(body))
     if not base_ok or b"fullitem" in body:
         return None
-    if b"<![CDATA[" in body and body.count(b"<![CDATA[") != body.count(b"]]>"):
+    if not well_formed and b"<![CDATA[" in body and body.count(b"<![CDATA[") != body.count(b"]]>"):
         return None
     if (
         _ORIGINAL_MODE.search(body)
@@ -418,6 +422,13 @@ def test_fast_path_shapes_decides_as_before_over_the_corpus() -> None:
                 assert with_starts == old, (path, content_type, base_ok)
                 if with_starts is not None and with_starts.entry_starts is not None:
                     assert with_starts.entry_starts == feeds_fastpath._entry_starts(body)
+                if native.parse(body) is not None:
+                    # What the extractor has read skips the UTF-8 and CDATA checks.
+                    trusted = feeds_fastpath.fast_path_shapes(
+                        body, content_type, base_ok=base_ok, well_formed=True
+                    )
+                    plain = _original_fast_path_shapes(body, content_type, base_ok, True)
+                    assert trusted == plain, (path, content_type, base_ok)
 
 
 def test_fast_path_shapes_decides_as_before_on_random_markup() -> None:

@@ -179,7 +179,12 @@ def _codec(name: str) -> str:
 
 
 def fast_path_shapes(
-    body: bytes, content_type: str, *, base_ok: bool | None = None, entries: bool = False
+    body: bytes,
+    content_type: str,
+    *,
+    base_ok: bool | None = None,
+    entries: bool = False,
+    well_formed: bool = False,
 ) -> TagShapes | None:
     """Which `_SCANNED_SHAPES` the document has when fastfeedparser is known to read it
     correctly, else None.
@@ -193,6 +198,9 @@ def fast_path_shapes(
     compares both parsers over the whole corpus. `base_ok` (no `xml:base`, or a
     uniform content base) is passed by a caller that has worked it out already;
     `entries` asks for `TagShapes.entry_starts` (for `add_atom_author_uris`).
+    `well_formed` says fastfeedparser's native extractor has read the document, which
+    it does only for well-formed UTF-8 (every byte valid, every CDATA section closed,
+    no "]]>" in text: `tests/test_feed_native.py`), so those checks are skipped.
     """
     match = _CHARSET_PARAM.search(content_type)
     header = _codec(match.group(1)) if match else ""
@@ -221,7 +229,11 @@ def fast_path_shapes(
         return None
     if _FULLITEM.search(body):
         return None
-    if b"<![CDATA[" in body and _count(body, b"<![CDATA[", 1) != _count(body, b"]]>", 0):
+    if (
+        not well_formed
+        and b"<![CDATA[" in body
+        and _count(body, b"<![CDATA[", 1) != _count(body, b"]]>", 0)
+    ):
         return None
     # Guards are single bytes (memchr); a guard that scans the whole body for a
     # longer string costs about as much as the search it would save.
@@ -231,7 +243,7 @@ def fast_path_shapes(
         or _has_c1_utf8(body)
     ):
         return None
-    if check_utf8 and not _is_utf8(body):
+    if check_utf8 and not well_formed and not _is_utf8(body):
         return None
     return _scan_tags(body, entries=entries)
 

@@ -133,9 +133,16 @@ def _parse(
     # fastfeedparser reports no title type, so decide it for the whole document.
     is_atom = False
     media: list[dict[str, Any]] | None = None
+    # fastfeedparser's native extractor reads only well-formed UTF-8, so a document it
+    # has read needs no UTF-8 or CDATA check in the gate (the dearest on a large one).
+    extracted = _extracted(body)
     # The shapes found at "<" while gating, so none of them is searched for again.
     shapes = fast_path_shapes(
-        body, content_type, base_ok=not has_base or bool(content_base), entries=True
+        body,
+        content_type,
+        base_ok=not has_base or bool(content_base),
+        entries=True,
+        well_formed=extracted is not None,
     )
     found: frozenset[str] = shapes or frozenset()
     # Where the entries start, when the walk above recorded them (large documents).
@@ -145,7 +152,7 @@ def _parse(
         has_media = "media" in found
         media = media_rss_fields(body, is_atom=is_atom) if has_media else None
         if not has_media or media is not None:
-            data = _fastfeedparser(body)
+            data = _fastfeedparser(body, extracted)
     if data is not None:
         if "uri" in found and not (is_atom and add_atom_author_uris(body, data, starts)):
             data = None
@@ -212,25 +219,33 @@ def _first_element_name(doc: bytes) -> bytes:
     return b""
 
 
-def _fastfeedparser(body: bytes) -> dict[str, Any] | None:
-    """fastfeedparser's result, or None when feedparser must try instead."""
+def _extracted(body: bytes) -> dict[str, Any] | None:
+    """What fastfeedparser's native route read (`plugins.feeds.native`), or None."""
+    from plugins.feeds import native
+
+    try:
+        return native.parse(body)
+    except Exception as exc:  # the public route or feedparser will say what is wrong
+        log.debug("fastfeedparser's extractor gave up: %s", exc)
+        return None
+
+
+def _fastfeedparser(body: bytes, extracted: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """fastfeedparser's result, or None when feedparser must try instead; `extracted`
+    is its native route's (`_extracted`), where that read the document."""
     # Loaded on the first parse: with lxml and dateutil it is ~5.5 MiB that an idle
     # bot (no feed followed yet, or between restarts and first poll) does not need.
     import fastfeedparser
 
-    from plugins.feeds import native
-
-    try:
-        # Its native extractor without the feed fields nothing here reads, where
-        # that route is vetted for the installed version (plugins/feeds/native.py).
-        result: Any = native.parse(body)
-        if result is None:
+    result: Any = extracted
+    if result is None:
+        try:
             # Always bytes: given a str that looks like a URL, it would fetch it.
             # No tags: nothing here reads categories, and they cost ~4 % of the parse.
             result = fastfeedparser.parse(body, include_tags=False)
-    except Exception as exc:
-        log.debug("fastfeedparser gave up: %s", exc)
-        return None
+        except Exception as exc:
+            log.debug("fastfeedparser gave up: %s", exc)
+            return None
     if not isinstance(result, dict):
         return None
     entries = result.get("entries")
