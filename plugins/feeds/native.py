@@ -68,7 +68,9 @@ def _route() -> Callable[[bytes], dict[str, Any] | None] | None:
         return None
     prepare = main._prepare_xml_bytes
     extract = main._core.parse_entries
-    dict_type = main.FastFeedParserDict
+    # Plain dicts (fastfeedparser's own only add attribute access, which nothing here
+    # uses): the normaliser reads a plain dict in place without checking its type.
+    dict_type = dict
     parse_date = main._parse_date
     may_reparse = main._html_reparse_may_find_more_items
     parse_root = main._parse_xml_root
