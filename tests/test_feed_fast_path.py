@@ -224,6 +224,64 @@ def test_an_image_url_anywhere_else_still_goes_to_feedparser(
     assert fast_results == [], shape
 
 
+def test_a_wordpress_atom_feed_takes_the_fast_path_with_its_xml_bases(
+    fast_results: list[Any],
+) -> None:
+    """WordPress's Atom feed has an xml:base on the root and another on each entry's
+    content: relative links resolve against the content's, or else the root's."""
+    body = (FIXTURES / "feeds" / "wordpress_atom.xml").read_bytes()
+    fast = parse_feed(body, url="https://mirror.example.com/feed/atom/")
+    assert len(fast_results) == 1
+    posts = [p for p in fast.posts if isinstance(p, Post)]
+    assert [p.links for p in posts] == [
+        (
+            "https://notes.example.org/2026/11/23/murmuration-pier/gallery/",
+            "https://notes.example.org/about/",
+        ),
+        ("https://notes.example.org/roofs/larch/",),
+    ]
+    assert shown(fast) == shown(via_feedparser(body, ""))
+
+
+WP_ATOM = (
+    b'<feed xmlns="http://www.w3.org/2005/Atom" xml:base="https://e.org/wp-atom.php">'
+    b"<title>t</title><entry><id>%s</id><title>a</title>%s</entry></feed>"
+)
+
+
+@pytest.mark.parametrize(
+    ("shape", "entry_id", "body"),
+    [
+        ("a base on a summary", b"https://e.org/?p=1",
+         b'<summary type="html" xml:base="https://e.org/a/">&lt;a href="b"&gt;b&lt;/a&gt;'
+         b"</summary>"),
+        ("a relative base", b"https://e.org/?p=1",
+         b'<content type="html" xml:base="/a/">&lt;a href="b"&gt;b&lt;/a&gt;</content>'),
+        ("two bases in one entry", b"https://e.org/?p=1",
+         b'<content type="html" xml:base="https://e.org/a/">x</content>'
+         b'<content type="html" xml:base="https://e.org/b/">y</content>'),
+        ("a relative id, which feedparser resolves against the root's base", b"1",
+         b'<content type="html" xml:base="https://e.org/a/">x</content>'),
+        ("a base on a title", b"https://e.org/?p=1", b'<title xml:base="https://e.org/a/">t</title>'),
+    ],
+)  # fmt: skip
+def test_other_xml_base_shapes_still_go_to_feedparser(
+    shape: str, entry_id: bytes, body: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read_by_feedparser: list[bytes] = []
+    real = feeds_parse._feedparser
+
+    def spy(source: bytes, content_type: str) -> Any:
+        read_by_feedparser.append(source)
+        return real(source, content_type)
+
+    monkeypatch.setattr(feeds_parse, "_feedparser", spy)
+    document = WP_ATOM % (entry_id, body)
+    feed = parse_feed(document, url=URL)
+    assert read_by_feedparser == [document], shape
+    assert shown(feed) == shown(via_feedparser(document, ""))
+
+
 MRSS = 'xmlns:media="http://search.yahoo.com/mrss/"'
 
 

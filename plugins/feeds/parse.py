@@ -29,8 +29,10 @@ from bot.known import KnownPosts, placeholder
 from bot.model import Author, Media, Post
 from plugins.feeds.fastpath import (
     _UTF8_BOM,
+    EntryBases,
     add_atom_author_uris,
     add_media_rss,
+    entry_bases,
     fast_path_shapes,
     media_rss_fields,
     uniform_content_base,
@@ -48,6 +50,7 @@ MAX_LINKS: Final = 20
 
 _FIRST_ELEMENT: Final = re.compile(rb"<([A-Za-z_][\w.:-]*)")
 _FEED_ROOT_HINT: Final = re.compile(rb"<(?:[\w.-]+:)?(?:rss|feed|rdf|channel)\b", re.IGNORECASE)
+_URI_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 _EMAIL: Final = re.compile(r"^[^@\s<>()]+@[^@\s<>()]+$")
 # What sends a name through `plain_text`'s full route (split/join removed line breaks).
 _NAME_MARKUP: Final = re.compile(r"[<&\x00\ud800-\udfff]")
@@ -130,6 +133,8 @@ def _parse(
     data: dict[str, Any] | None = None
     has_base = b"xml:base" in body
     content_base = uniform_content_base(body) if has_base else ""
+    # Else the other shape read here: a base on the root, one per entry's content.
+    bases = entry_bases(body) if has_base and not content_base else None
     # fastfeedparser reports no title type, so decide it for the whole document.
     is_atom = False
     media: list[dict[str, Any]] | None = None
@@ -140,7 +145,7 @@ def _parse(
     shapes = fast_path_shapes(
         body,
         content_type,
-        base_ok=not has_base or bool(content_base),
+        base_ok=not has_base or bool(content_base) or bases is not None,
         entries=True,
         well_formed=extracted is not None,
     )
@@ -158,6 +163,8 @@ def _parse(
             data = None
         if data is not None and media is not None and not add_media_rss(data, media):
             data = None
+        if data is not None and bases is not None and not _bases_fit(data, bases):
+            data = None
     if data is not None:
         html_titles = not is_atom or "html_title" in found
         return _build(
@@ -169,6 +176,7 @@ def _parse(
             id_host=id_host,
             known=known,
             content_base=content_base,
+            bases=bases,
         )
     data = _feedparser(body, content_type)
     return _build(
@@ -298,25 +306,31 @@ def _build(
     id_host: str = "",
     known: KnownPosts | None = None,
     content_base: str = "",
+    bases: EntryBases | None = None,
 ) -> ParsedFeed:
     """Posts from either parser's result; `fast` says which one produced `data`.
 
-    `content_base` is the `xml:base` of every entry's content (fastfeedparser
-    ignores it): relative links in the content resolve against it.
+    `content_base` is the `xml:base` of every entry's content, or `bases` those of the
+    root and of each entry's content (fastfeedparser ignores them): relative URLs
+    resolve against the root's, and those in an entry's body against its content's.
     """
+    # The document's address still names the feed (its host is the default author).
+    resolve = bases.root if bases is not None and bases.root else url
     feed = _mapping(dict.get(data, "feed"))
     title = clip_text(plain_text(_str(feed.get("title"))), MAX_TITLE_CHARS)
-    link = absolute_http_url(_str(feed.get("link")), url) or _alternate_link(feed, url)
+    link = absolute_http_url(_str(feed.get("link")), resolve) or _alternate_link(feed, resolve)
     feed_author = _person(feed)
     default_author = feed_author or Author(name=title or _host(url) or "feed")
     posts: list[Post] = []
     seen: set[str] = set()
-    for raw in _list(dict.get(data, "entries")):
+    for index, raw in enumerate(_list(dict.get(data, "entries"))):
         entry = _mapping(raw)
+        if bases is not None:
+            content_base = bases.content[index] or bases.root
         try:
             post = _entry_post(
                 entry,
-                url=url,
+                url=resolve,
                 network=network,
                 author=default_author,
                 fast=fast,
@@ -332,6 +346,19 @@ def _build(
             seen.add(post.native_id)
             posts.append(post)
     return ParsedFeed(title=title, link=link or absolute_http_url(url), posts=posts)
+
+
+def _bases_fit(data: dict[str, Any], bases: EntryBases) -> bool:
+    """Whether `bases` can be applied to fastfeedparser's entries as feedparser would:
+    one per entry, and (with a root base) every id absolute, as feedparser makes a
+    relative id absolute against the base."""
+    entries = data.get("entries")
+    if not isinstance(entries, list) or len(entries) != len(bases.content):
+        return False
+    return not bases.root or all(
+        not (raw_id := _str(_mapping(e).get("id")).strip()) or _URI_SCHEME.match(raw_id)
+        for e in entries
+    )
 
 
 def _entry_post(
