@@ -79,6 +79,9 @@ def _corpora() -> dict[str, list[tuple[str, bytes, str]]]:
 
 
 def _items(docs: list[tuple[str, bytes, str]]) -> int:
+    """Posts in `docs` as this checkout's parser reads them (the per-item figure of every
+    `--repo` divides by it: checkouts that read a different number differ in more than
+    speed)."""
     from plugins.feeds.parse import parse_feed
 
     return sum(len(parse_feed(b, content_type=c, url=u).posts) for u, b, c in docs)

@@ -247,26 +247,53 @@ WP_ATOM = (
     b'<feed xmlns="http://www.w3.org/2005/Atom" xml:base="https://e.org/wp-atom.php">'
     b"<title>t</title><entry><id>%s</id><title>a</title>%s</entry></feed>"
 )
+CONTENT_A = (
+    b'<content type="html" xml:base="https://e.org/a/">&lt;a href="b"&gt;b&lt;/a&gt;</content>'
+)
+ID = b"https://e.org/?p=1"
+MEDIA_NS = b'xmlns:media="http://search.yahoo.com/mrss/" '
+
+
+def wp_atom(entry_id: bytes, body: bytes) -> bytes:
+    return WP_ATOM % (entry_id, body)
 
 
 @pytest.mark.parametrize(
-    ("shape", "entry_id", "body"),
+    ("shape", "document"),
     [
-        ("a base on a summary", b"https://e.org/?p=1",
+        ("a base on a summary", wp_atom(ID,
          b'<summary type="html" xml:base="https://e.org/a/">&lt;a href="b"&gt;b&lt;/a&gt;'
-         b"</summary>"),
-        ("a relative base", b"https://e.org/?p=1",
-         b'<content type="html" xml:base="/a/">&lt;a href="b"&gt;b&lt;/a&gt;</content>'),
-        ("two bases in one entry", b"https://e.org/?p=1",
+         b"</summary>")),
+        ("a relative base", wp_atom(ID,
+         b'<content type="html" xml:base="/a/">&lt;a href="b"&gt;b&lt;/a&gt;</content>')),
+        ("two bases in one entry", wp_atom(ID,
          b'<content type="html" xml:base="https://e.org/a/">x</content>'
-         b'<content type="html" xml:base="https://e.org/b/">y</content>'),
-        ("a relative id, which feedparser resolves against the root's base", b"1",
-         b'<content type="html" xml:base="https://e.org/a/">x</content>'),
-        ("a base on a title", b"https://e.org/?p=1", b'<title xml:base="https://e.org/a/">t</title>'),
+         b'<content type="html" xml:base="https://e.org/b/">y</content>')),
+        ("a relative id, which feedparser resolves against the root's base",
+         wp_atom(b"1", CONTENT_A)),
+        ("a base on a title", wp_atom(ID, b'<title xml:base="https://e.org/a/">t</title>')),
+        # feedparser restores an outer base only where there is one: without the root's,
+        # entry 1's content base carries over to entry 2's id.
+        ("content bases without one on the root",
+         b'<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>'
+         b'<entry><id>1</id><content type="html" xml:base="https://e.org/a/">x</content></entry>'
+         b'<entry><id>2</id><content type="html" xml:base="https://e.org/b/">y</content></entry>'
+         b"</feed>"),
+        ("an xml:base in a comment before the root, none on it",
+         b'<!-- xml:base="https://evil.example/" -->'
+         + wp_atom(ID, CONTENT_A).replace(b' xml:base="https://e.org/wp-atom.php"', b"")),
+        ("an empty content with a base, and a summary",
+         wp_atom(ID, b'<summary type="html">&lt;a href="s.html"&gt;s&lt;/a&gt;</summary>'
+                     b'<content type="html" xml:base="https://e.org/a/"></content>')),
+        ("a relative author URI, which feedparser resolves against the root's base",
+         wp_atom(ID, b"<author><name>Bob</name><uri>/about/bob</uri></author>" + CONTENT_A)),
+        ("a relative Media RSS URL, which feedparser does not resolve against it",
+         wp_atom(ID, b'<media:content url="img/t.png" medium="image"/>' + CONTENT_A)
+         .replace(b"<feed ", b"<feed " + MEDIA_NS)),
     ],
 )  # fmt: skip
 def test_other_xml_base_shapes_still_go_to_feedparser(
-    shape: str, entry_id: bytes, body: bytes, monkeypatch: pytest.MonkeyPatch
+    shape: str, document: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     read_by_feedparser: list[bytes] = []
     real = feeds_parse._feedparser
@@ -276,9 +303,21 @@ def test_other_xml_base_shapes_still_go_to_feedparser(
         return real(source, content_type)
 
     monkeypatch.setattr(feeds_parse, "_feedparser", spy)
-    document = WP_ATOM % (entry_id, body)
     feed = parse_feed(document, url=URL)
     assert read_by_feedparser == [document], shape
+    assert shown(feed) == shown(via_feedparser(document, ""))
+
+
+def test_a_root_base_with_absolute_uris_and_a_content_base_reads_fast(
+    fast_results: list[Any],
+) -> None:
+    """The guards above keep the fast path where every URL in question is absolute."""
+    document = wp_atom(
+        ID, b"<author><name>Bob</name><uri>https://e.org/bob</uri></author>" + CONTENT_A
+    )
+    feed = parse_feed(document, url=URL)
+    assert len(fast_results) == 1
+    assert [p.links for p in feed.posts if isinstance(p, Post)] == [("https://e.org/a/b",)]
     assert shown(feed) == shown(via_feedparser(document, ""))
 
 

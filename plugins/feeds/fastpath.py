@@ -199,8 +199,11 @@ def fast_path_shapes(
     uniform content base) is passed by a caller that has worked it out already;
     `entries` asks for `TagShapes.entry_starts` (for `add_atom_author_uris`).
     `well_formed` says fastfeedparser's native extractor has read the document, which
-    it does only for well-formed UTF-8 (every byte valid, every CDATA section closed,
-    no "]]>" in text: `tests/test_feed_native.py`), so those checks are skipped.
+    it does only where the bytes it reads are well-formed UTF-8 (every byte valid,
+    every CDATA section closed, no "]]>" in text: `tests/test_feed_native.py`), so
+    those checks are skipped. It reads from the XML declaration or root element on
+    (fastfeedparser drops junk before it, as both its routes do), so junk there no
+    longer sends the document to feedparser.
     """
     match = _CHARSET_PARAM.search(content_type)
     header = _codec(match.group(1)) if match else ""
@@ -651,13 +654,20 @@ _CONTENT_START: Final = re.compile(
 
 
 def entry_bases(body: bytes) -> EntryBases | None:
-    """Where the `xml:base`s of an Atom document apply, when there is at most one on its
-    root element and at most one on each entry's <content>, each an absolute http(s)
-    URL; else None (feedparser reads the document, resolving every base)."""
+    """Where the `xml:base`s of an Atom document apply, when there is one on its root
+    element and at most one on each entry's <content>, each an absolute http(s) URL;
+    else None (feedparser reads the document, resolving every base).
+
+    The root's base is required: feedparser restores an outer base after an element
+    only when there is one, so without it an entry's content base would carry over to
+    the entries after it.
+    """
     places = [match.start() for match in _XML_BASE_NAME.finditer(body)]
     root = _ROOT_START.match(body, len(_UTF8_BOM) if body.startswith(_UTF8_BOM) else 0)
     if root is None:
         return None  # not Atom, or a root tag this does not read
+    # Where the root's start tag begins: an "xml:base" before it is in the prolog.
+    root_tag = body.rfind(b"<", 0, root.start(1))
     starts = _entry_starts(body)
     bounds = [*starts, len(body)]
     root_base = ""
@@ -667,7 +677,7 @@ def entry_bases(body: bytes) -> EntryBases | None:
         if at and body[at - 1] in _WORD_BYTES:
             continue  # "_xml:base", not an xml:base attribute
         value = _absolute_base(body, at)
-        if value is None:
+        if value is None or at < root_tag:
             return None
         if at < root.end():
             if root_base:
@@ -683,7 +693,7 @@ def entry_bases(body: bytes) -> EntryBases | None:
         if content[entry]:
             return None
         content[entry] = value
-    return EntryBases(root_base, content)
+    return EntryBases(root_base, content) if root_base else None
 
 
 def _absolute_base(body: bytes, at: int) -> str | None:

@@ -349,16 +349,30 @@ def _build(
 
 
 def _bases_fit(data: dict[str, Any], bases: EntryBases) -> bool:
-    """Whether `bases` can be applied to fastfeedparser's entries as feedparser would:
-    one per entry, and (with a root base) every id absolute, as feedparser makes a
-    relative id absolute against the base."""
+    """Whether `bases` apply to fastfeedparser's entries as feedparser applies them: one
+    per entry; every id and author URI absolute (feedparser resolves them against the
+    root's base) and every Media RSS URL too (it does not); and an entry with a content
+    base takes its body from that content (a summary resolves against the root's)."""
     entries = data.get("entries")
     if not isinstance(entries, list) or len(entries) != len(bases.content):
         return False
-    return not bases.root or all(
-        not (raw_id := _str(_mapping(e).get("id")).strip()) or _URI_SCHEME.match(raw_id)
-        for e in entries
-    )
+    nodes = [_mapping(data.get("feed")), *(_mapping(e) for e in entries)]
+    uris = [_str(node.get("id")) for node in nodes[1:]]
+    for node in nodes:
+        uris.append(_str(_mapping(node.get("author_detail")).get("href")))
+        for person in _list(node.get("authors")):
+            uris += (_str(_mapping(person).get(k)) for k in ("href", "uri"))
+        for key in ("media_content", "media_thumbnail"):
+            uris += (_str(_mapping(item).get("url")) for item in _list(node.get(key)))
+    if any(uri.strip() and not _URI_SCHEME.match(uri.strip()) for uri in uris):
+        return False
+    for entry, base in zip(nodes[1:], bases.content, strict=True):
+        if base:
+            body, _ = _entry_body(entry)
+            contents = (_mapping(item).get("value") for item in _list(entry.get("content")))
+            if not any(value is body for value in contents):
+                return False
+    return True
 
 
 def _entry_post(
