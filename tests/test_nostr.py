@@ -95,6 +95,15 @@ async def quiet(seconds: float = 0.5) -> None:
     await asyncio.sleep(seconds)
 
 
+def nostr_source(tmp_path: Path, **config: Any) -> StreamingSource:
+    """The Nostr plugin's source with this config, built as the app builds it."""
+    clock = SystemClock()
+    network = create(PluginContext("nostr", config, HealthBook(clock), clock, False, str(tmp_path)))
+    source = network.source
+    assert isinstance(source, StreamingSource)
+    return source
+
+
 # --- following ----------------------------------------------------------------------
 
 
@@ -620,20 +629,14 @@ async def test_300_follows_cost_two_reqs_on_one_connection_per_relay_and_resume_
     await send(first, early.event("early: after its cursor", created_at=now - 500))
     await send(first, late.event("late: before its cursor", created_at=now - 500))
     async with CountingProxy(first.url) as proxy_a, CountingProxy(second.url) as proxy_b:
-        clock = SystemClock()
-        config = {
-            "relays": [proxy_a.url, proxy_b.url],
-            "reconnect_min_s": "0.1",
-            "reconnect_max_s": "0.2",
-            "since_overlap_s": "60",
-        }
-        network = create(
-            PluginContext("nostr", config, HealthBook(clock), clock, False, str(tmp_path))
+        source = nostr_source(
+            tmp_path,
+            relays=[proxy_a.url, proxy_b.url],
+            reconnect_min_s="0.1",
+            reconnect_max_s="0.2",
+            since_overlap_s="60",
         )
-        source = network.source
-        assert isinstance(source, StreamingSource)
-        assert network.source is not None
-        targets = [await network.source.resolve(TargetKind.ACCOUNT, a.npub) for a in authors]
+        targets = [await source.resolve(TargetKind.ACCOUNT, a.npub) for a in authors]
         cursors: dict[str, str | None] = {t.resource_key: None for t in targets}
         cursors[targets[0].resource_key] = str(now - 600)
         cursors[targets[1].resource_key] = str(now - 300)
@@ -700,13 +703,9 @@ async def test_polls_of_many_follows_share_one_req_per_relay_and_each_gets_its_o
     for n in range(3):
         await send(first, chatty.event(f"chatty {n}", created_at=now - 50 + n))
     async with CountingProxy(first.url) as proxy_a, CountingProxy(second.url) as proxy_b:
-        clock = SystemClock()
-        config = {"relays": [proxy_a.url, proxy_b.url], "fetch_batch_window_s": "0.2"}
-        network = create(
-            PluginContext("nostr", config, HealthBook(clock), clock, False, str(tmp_path))
+        source = nostr_source(
+            tmp_path, relays=[proxy_a.url, proxy_b.url], fetch_batch_window_s="0.2"
         )
-        source = network.source
-        assert source is not None
         targets = [await source.resolve(TargetKind.ACCOUNT, a.npub) for a in authors]
 
         results = await asyncio.gather(*(source.fetch(t, None) for t in targets))
@@ -728,14 +727,10 @@ async def test_polls_of_many_follows_share_one_req_per_relay_and_each_gets_its_o
         # that batch is asked again one follow at a time, so no follow loses notes.
         for proxy in (proxy_a, proxy_b):
             proxy.reqs.clear()
-        tight = create(
-            PluginContext(
-                "nostr", {**config, "fetch_limit": "1"}, HealthBook(clock), clock, False,
-                str(tmp_path),
-            )
-        )  # fmt: skip
-        assert tight.source is not None
-        two = await asyncio.gather(*(tight.source.fetch(t, None) for t in targets[:2]))
+        tight = nostr_source(
+            tmp_path, relays=[proxy_a.url, proxy_b.url], fetch_batch_window_s="0.2", fetch_limit="1"
+        )
+        two = await asyncio.gather(*(tight.fetch(t, None) for t in targets[:2]))
         assert sorted(p.text for p in two[0].posts) == ["chatty 2", "note 0"]  # one per relay
         assert [p.text for p in two[1].posts] == ["note 1"]
         assert len(proxy_a.reqs) == 3, "the batch, then each follow alone"
@@ -753,13 +748,9 @@ async def test_a_relay_that_clamps_its_limit_lower_loses_no_follow_its_notes(
             for k in range(3):
                 await send(relay, author.event(f"{n}.{k}", created_at=now - 100 + 10 * n + k))
         async with CountingProxy(relay.url) as proxy:
-            clock = SystemClock()
-            config = {"relays": [proxy.url], "fetch_batch_window_s": "0.2", "fetch_limit": "3"}
-            network = create(
-                PluginContext("nostr", config, HealthBook(clock), clock, False, str(tmp_path))
+            source = nostr_source(
+                tmp_path, relays=[proxy.url], fetch_batch_window_s="0.2", fetch_limit="3"
             )
-            source = network.source
-            assert source is not None
             targets = [await source.resolve(TargetKind.ACCOUNT, a.npub) for a in authors]
 
             results = await asyncio.gather(*(source.fetch(t, None) for t in targets))
@@ -791,13 +782,7 @@ async def test_a_clamping_relay_beside_a_full_one_costs_no_follow_a_note(
             for n, author in enumerate(authors):
                 for k in range(10 if n == 0 else 1):
                     await send(relay, author.event(f"{n}.{k}", created_at=now - 1000 + 10 * n + k))
-        clock = SystemClock()
-        config = {"relays": [clamping.url, full.url], "fetch_batch_window_s": "0.2"}
-        network = create(
-            PluginContext("nostr", config, HealthBook(clock), clock, False, str(tmp_path))
-        )
-        source = network.source
-        assert source is not None
+        source = nostr_source(tmp_path, relays=[clamping.url, full.url], fetch_batch_window_s="0.2")
         targets = [await source.resolve(TargetKind.ACCOUNT, a.npub) for a in authors]
         for _ in range(2):  # learning, then learned
             results = await asyncio.gather(*(source.fetch(t, None) for t in targets))
@@ -838,11 +823,9 @@ async def test_a_kind_5_deletion_by_the_author_retracts_the_note_and_no_one_else
 ) -> None:
     relay = honest[0]
     author, stranger = Author(), Author()
-    clock = SystemClock()
-    config = {"relays": [relay.url], "reconnect_min_s": "0.1", "reconnect_max_s": "0.2"}
-    network = create(PluginContext("nostr", config, HealthBook(clock), clock, False, str(tmp_path)))
-    source = network.source
-    assert isinstance(source, StreamingSource)
+    source = nostr_source(
+        tmp_path, relays=[relay.url], reconnect_min_s="0.1", reconnect_max_s="0.2"
+    )
     target = await source.resolve(TargetKind.ACCOUNT, author.npub)
     posts: list[str] = []
     retracted: list[Tombstone] = []
