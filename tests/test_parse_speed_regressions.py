@@ -21,8 +21,8 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 
 from bot import html as bot_html
+from plugins.feeds import cdata, native
 from plugins.feeds import fastpath as feeds_fastpath
-from plugins.feeds import native
 
 _ORIGINAL_MODE = re.compile(rb"""\bmode\s*=\s*["'](?:xml|base64)""")
 _ORIGINAL_XML_BASE = re.compile(rb"""\bxml:base\s*=\s*["']([^"']*)["']""")
@@ -46,6 +46,8 @@ _ORIGINAL_AMPERSAND_GATE = re.compile(
     + feeds_fastpath._C1_REFERENCE.pattern[1:]
     + b")"
 )
+# "xhtml" inside a tag (a quoted value may hold ">"), the form `_xhtml_in_tags` replaces.
+_ORIGINAL_XHTML_IN_TAG = re.compile(rb"""<(?:[^<>"']|"[^"]*"|'[^']*')*(?:"[^"]*|'[^']*)?xhtml""")
 _ORIGINAL_ATOM_AUTHOR = re.compile(
     rb"<(?:[\w.-]+:)?author\b[^>]*>(.*?)</(?:[\w.-]+:)?author\s*>", re.DOTALL
 )
@@ -361,7 +363,8 @@ def _original_fast_path_shapes(
 ) -> frozenset[str] | None:
     """`fast_path_shapes` before its checks were reordered, counted by memchr and
     folded into the walk: every check in its plainest form, in the old order (without
-    the UTF-8 and CDATA checks for a `well_formed` document)."""
+    the UTF-8 and CDATA checks for a `well_formed` document, and with "xhtml" only
+    inside a tag)."""
     fp = feeds_fastpath
     match = fp._CHARSET_PARAM.search(content_type)
     header = fp._codec(match.group(1)) if match else ""
@@ -378,7 +381,9 @@ def _original_fast_path_shapes(
         )
     else:
         ok = header in ("", "utf-8", "ascii") and (well_formed or _original_is_utf8(body))
-    if not ok or b"xhtml" in body:
+    if not ok:
+        return None
+    if _ORIGINAL_XHTML_IN_TAG.search(body) if well_formed else b"xhtml" in body:
         return None
     if base_ok is None:
         base_ok = b"xml:base" not in body or bool(fp.uniform_content_base(body))
@@ -429,6 +434,31 @@ def test_fast_path_shapes_decides_as_before_over_the_corpus() -> None:
                     )
                     plain = _original_fast_path_shapes(body, content_type, base_ok, True)
                     assert trusted == plain, (path, content_type, base_ok)
+                    markup = cdata.markup(body)
+                    if markup is not None:
+                        mapped = feeds_fastpath.fast_path_shapes(
+                            body, content_type, base_ok=base_ok, well_formed=True, markup=markup
+                        )
+                        assert mapped == _without_cdata_text(body, content_type, base_ok), path
+
+
+def _without_cdata_text(
+    body: bytes, content_type: str, base_ok: bool | None
+) -> frozenset[str] | None:
+    """What `fast_path_shapes` decides for a well-formed document with `cdata.markup`:
+    its plainest form over the document with every CDATA section emptied, found in
+    the plainest way, and no C1 control anywhere (that is text, in a section too)."""
+    if feeds_fastpath._C1_UTF8.search(body):
+        return None
+    # Left to right, each construct read whole: a comment's or instruction's text
+    # opens no section, and a section's text opens no comment.
+    emptied = re.sub(
+        rb"<!--.*?-->|<\?.*?\?>|<!\[CDATA\[.*?\]\]>",
+        lambda m: b"<![CDATA[]]>" if m.group().startswith(b"<![") else m.group(),
+        body,
+        flags=re.DOTALL,
+    )
+    return _original_fast_path_shapes(emptied, content_type, base_ok, True)
 
 
 def test_fast_path_shapes_decides_as_before_on_random_markup() -> None:
@@ -464,6 +494,57 @@ def test_fast_path_shapes_decides_as_before_on_random_markup() -> None:
         content_type = rng.choice(CONTENT_TYPES)
         new = feeds_fastpath.fast_path_shapes(body, content_type)
         assert new == _original_fast_path_shapes(body, content_type, None), body
+
+
+# Tokens around and inside CDATA sections: sections holding gate shapes, openers in
+# comments and instructions, and every shape outside a section too.
+CDATA_TOKENS = [
+    b"<![CDATA[",
+    b"]]>",
+    b"<![CDATA[<body>xhtml & mode='xml' <uri>u</uri> <entry>]]>",
+    b"<![CDATA[<title type='html'>fullitem &#150; xml:base='http://a/']]>",
+    b"<!-- <![CDATA[ -->",
+    b"<?pi <![CDATA[ ?>",
+    b"<!-- ",
+    b" -->",
+    b"<x a='xhtml'>",
+    b"<x>xhtml</x>",
+    b"<entry>",
+    b"<uri>u</uri>",
+    b"<title type='html'>",
+    b"<media:title>",
+    b"<body>",
+    b"fullitem",
+    b"mode='xml'",
+    b"&",
+    b"&#150;",
+    b"<content xml:base='http://a/'>",
+    b"\xc2\x85",
+    b"text",
+]
+
+
+@pytest.mark.usefixtures("walk_entries_from")
+def test_fast_path_shapes_skips_cdata_text_as_an_emptied_document_would() -> None:
+    """With `cdata.markup`, the gate decides as its plainest form does over the
+    document with every section emptied, and records the entries outside them."""
+    rng = random.Random(20261124)
+    head = b"<?xml version='1.0' encoding='utf-8'?>"
+    checked = 0
+    for _ in range(20000):
+        body = head + b"".join(rng.choice(CDATA_TOKENS) for _ in range(rng.randint(1, 14)))
+        markup = cdata.markup(body)
+        if markup is None:
+            continue
+        checked += 1
+        shapes = feeds_fastpath.fast_path_shapes(
+            body, "", entries=True, well_formed=True, markup=markup
+        )
+        assert shapes == _without_cdata_text(body, "", None), body
+        if shapes is not None and shapes.entry_starts is not None:
+            entries = feeds_fastpath._ATOM_ENTRY_START.finditer(body)
+            assert shapes.entry_starts == [m.start() for m in entries if markup.holds(m.start())]
+    assert checked > 5000
 
 
 # Token soup for the memchr counts: hits of the probed byte that are and are not

@@ -18,6 +18,8 @@ import re
 from collections.abc import Iterator
 from typing import Any, Final, NamedTuple
 
+from plugins.feeds.cdata import Markup
+
 _UTF8_BOM: Final = b"\xef\xbb\xbf"
 _BOMS: Final = (codecs.BOM_UTF32_BE, codecs.BOM_UTF32_LE, _UTF8_BOM, b"\xfe\xff", b"\xff\xfe")
 _XML_DECL_ENCODING: Final = re.compile(
@@ -160,6 +162,9 @@ _AMPERSAND_GATE: Final = re.compile(
 # Plain strings whose last byte is common in XML (">", "l") are found faster by
 # sre's literal scan than by `bytes.__contains__`/`count`, which key on that byte.
 _XHTML: Final = re.compile(rb"xhtml")
+# A tag from its "<" to its ">" (or as far as it goes), quoted values read whole: in a
+# well-formed document, "<" occurs in no value, and ">" only in a quoted one.
+_TAG_TO_END: Final = re.compile(rb"""<(?:[^<>"']++|"[^"]*+"|'[^']*+')*+""")
 _CDATA_END: Final = re.compile(rb"\]\]>")
 _FULLITEM: Final = re.compile(rb"fullitem")
 _XML_BASE: Final = re.compile(rb"""xml:base\s*=\s*["']([^"']*)["']""")
@@ -185,6 +190,7 @@ def fast_path_shapes(
     base_ok: bool | None = None,
     entries: bool = False,
     well_formed: bool = False,
+    markup: Markup | None = None,
 ) -> TagShapes | None:
     """Which `_SCANNED_SHAPES` the document has when fastfeedparser is known to read it
     correctly, else None.
@@ -203,7 +209,9 @@ def fast_path_shapes(
     every CDATA section closed, no "]]>" in text: `tests/test_feed_native.py`), so
     those checks are skipped. It reads from the XML declaration or root element on
     (fastfeedparser drops junk before it, as both its routes do), so junk there no
-    longer sends the document to feedparser.
+    longer sends the document to feedparser. `markup` (`cdata.markup`, for a
+    well-formed document) says where its CDATA sections are: the checks for markup
+    and references skip the text in them.
     """
     match = _CHARSET_PARAM.search(content_type)
     header = _codec(match.group(1)) if match else ""
@@ -224,13 +232,17 @@ def fast_path_shapes(
         check_utf8 = True
     # Every check below only rejects, so their order changes no decision: the
     # dearest come last (a full decode of a non-ASCII body, then the walk over tags).
-    if not ok or _XHTML.search(body):
+    if not ok:
+        return None
+    # Markup and references only: a CDATA section's text is read alike by both.
+    tagged = body if markup is None else markup.joined
+    if _xhtml_in_tags(tagged) if well_formed else _XHTML.search(body):
         return None
     if base_ok is None:
-        base_ok = b"xml:base" not in body or bool(uniform_content_base(body))
+        base_ok = b"xml:base" not in tagged or bool(uniform_content_base(body, markup))
     if not base_ok:
         return None
-    if _FULLITEM.search(body):
+    if _FULLITEM.search(tagged):
         return None
     if (
         not well_formed
@@ -241,14 +253,14 @@ def fast_path_shapes(
     # Guards are single bytes (memchr); a guard that scans the whole body for a
     # longer string costs about as much as the search it would save.
     if (
-        next(_word_matches(_ATOM03_MODE, body), None) is not None
-        or (b"&" in body and _AMPERSAND_GATE.search(body))
+        next(_word_matches(_ATOM03_MODE, tagged), None) is not None
+        or (b"&" in tagged and _AMPERSAND_GATE.search(tagged))
         or _has_c1_utf8(body)
     ):
         return None
     if check_utf8 and not well_formed and not _is_utf8(body):
         return None
-    return _scan_tags(body, entries=entries)
+    return _scan_tags(body, entries=entries, markup=markup)
 
 
 # The patterns `_SCANNED_SHAPES` stand for, each matched where the scan found one.
@@ -291,7 +303,9 @@ def _tag_scan(shapes: frozenset[str], entries: bool) -> re.Pattern[bytes]:
     return re.compile(b"<" + lead + _TAG_GATE.pattern[len(b"<" + _TAG_LEAD) : -1] + looks + b")")
 
 
-def _scan_tags(body: bytes, *, entries: bool = False) -> TagShapes | None:
+def _scan_tags(
+    body: bytes, *, entries: bool = False, markup: Markup | None = None
+) -> TagShapes | None:
     """Which `_SCANNED_SHAPES` occur, or None where _TAG_GATE matches, in one walk.
 
     Searching each separately walks every tag of a large document four times. A
@@ -300,6 +314,7 @@ def _scan_tags(body: bytes, *, entries: bool = False) -> TagShapes | None:
     others are tried at the same "<" (`<media:title type="html">` is two shapes).
     With `entries`, in a large document, the walk also stops at each `<entry>` from
     the first `<uri>` on (those before it are searched for in the part before it).
+    With `markup`, only that is walked (every tag lies in it).
     """
     found: set[str] = set()
     remaining = frozenset(_SCANNED_SHAPES)
@@ -307,26 +322,27 @@ def _scan_tags(body: bytes, *, entries: bool = False) -> TagShapes | None:
     starts: list[int] | None = None
     authors: _AuthorLike | None = None  # made at the first <url>
     pattern = _tag_scan(remaining, False)
-    pos = 0
-    while (match := pattern.search(body, pos)) is not None:
-        group = match.lastgroup
-        start = match.start()
-        pos = start + 1
-        if group == "entry" and starts is not None:
-            # The last alternative: no gate part and no shape matched at this "<".
-            starts.append(start)
-            continue
-        if group is None:
-            if not _image_url(body, start, authors := authors or _AuthorLike(body)):
-                return None
-            continue
-        found.update(name for name in remaining if _SHAPE_PATTERNS[name].match(body, start))
-        remaining = remaining - found
-        if starts is None and record and "uri" in found:
-            starts = _entry_starts(body, start)
-        if starts is not None and _ATOM_ENTRY_START.match(body, start):
-            starts.append(start)
-        pattern = _tag_scan(remaining, starts is not None)
+    for pos, end in ((0, len(body)),) if markup is None else markup.spans:
+        while (match := pattern.search(body, pos, end)) is not None:
+            group = match.lastgroup
+            start = match.start()
+            pos = start + 1
+            if group == "entry" and starts is not None:
+                # The last alternative: no gate part and no shape matched at this "<".
+                starts.append(start)
+                continue
+            if group is None:
+                authors = authors or _AuthorLike(body, markup)
+                if not _image_url(body, start, authors):
+                    return None
+                continue
+            found.update(name for name in remaining if _SHAPE_PATTERNS[name].match(body, start))
+            remaining = remaining - found
+            if starts is None and record and "uri" in found:
+                starts = _entry_starts(body, start, markup)
+            if starts is not None and _ATOM_ENTRY_START.match(body, start):
+                starts.append(start)
+            pattern = _tag_scan(remaining, starts is not None)
     shapes = TagShapes(found)
     if starts is not None:
         shapes.entry_starts = starts
@@ -355,17 +371,36 @@ class _AuthorLike:
     positions that never decrease, so the body is scanned once however often it is asked.
     A self-closed one counts as open: the caller then sends the document to feedparser."""
 
-    def __init__(self, body: bytes) -> None:
+    def __init__(self, body: bytes, markup: Markup | None = None) -> None:
         self.body = body
+        self.markup = markup
         self.scanned = 0
         self.open = False
 
     def open_at(self, end: int) -> bool:
         # No match straddles `end`: it is a "<", which cannot end an element name.
-        for match in _AUTHOR_LIKE.finditer(self.body, self.scanned, end):
+        found = (
+            _AUTHOR_LIKE.finditer(self.body, self.scanned, end)
+            if self.markup is None
+            else self.markup.finditer(_AUTHOR_LIKE, self.scanned, end)
+        )
+        for match in found:
             self.open = not match.group(1)
         self.scanned = max(self.scanned, end)
         return self.open
+
+
+def _xhtml_in_tags(text: bytes) -> bool:
+    """Whether "xhtml" occurs inside a tag of a well-formed document: an inline XHTML
+    body (`type="xhtml"`, the XHTML namespace, an `xhtml:` prefix), which
+    fastfeedparser reads empty. In text it is a word (a link's slug, escaped HTML),
+    read alike by both parsers. A comment or instruction counts as a tag here."""
+    for match in _XHTML.finditer(text):
+        lt = text.rfind(b"<", 0, match.start())
+        tag = _TAG_TO_END.match(text, lt) if lt >= 0 else None
+        if tag is not None and tag.end() > match.start():
+            return True
+    return False
 
 
 def _word_matches(pattern: re.Pattern[bytes], body: bytes) -> Iterator[re.Match[bytes]]:
@@ -385,23 +420,26 @@ def _word_matches(pattern: re.Pattern[bytes], body: bytes) -> Iterator[re.Match[
 
 
 def add_atom_author_uris(
-    body: bytes, data: dict[str, Any], entry_starts: list[int] | None = None
+    body: bytes,
+    data: dict[str, Any],
+    entry_starts: list[int] | None = None,
+    markup: Markup | None = None,
 ) -> bool:
     """Put back the `<author><uri>` of the feed and of each entry, as feedparser keeps it.
 
     fastfeedparser lists entries in document order, so the n-th `<entry>` start is
     the n-th entry. False (read it with feedparser) when the two do not line up.
     `entry_starts` is `TagShapes.entry_starts` where the caller has it (else the
-    document is searched for them).
+    document is searched for them); `markup` leaves out the text of CDATA sections.
     """
     entries = data.get("entries")
-    starts = _entry_starts(body) if entry_starts is None else entry_starts
+    starts = _entry_starts(body, markup=markup) if entry_starts is None else entry_starts
     if not isinstance(entries, list) or len(starts) != len(entries):
         return False
     bounds = [0, *starts, len(body)]
     nodes: list[Any] = [data.get("feed"), *entries]
     for node, begin, end in zip(nodes, bounds, bounds[1:], strict=False):
-        author = _first_author(body, begin, end)
+        author = _first_author(body, begin, end, markup)
         uri = _ATOM_AUTHOR_URI.search(author.group(1)) if author else None
         if uri is None or not isinstance(node, dict):
             continue
@@ -412,28 +450,37 @@ def add_atom_author_uris(
     return True
 
 
-def _entry_starts(body: bytes, end: int | None = None) -> list[int]:
+def _entry_starts(body: bytes, end: int | None = None, markup: Markup | None = None) -> list[int]:
     """Where `_ATOM_ENTRY_START` matches (its matches hold one "<", so never overlap),
-    before `end` (a "<": no match that starts before it reaches past it)."""
+    before `end` (a "<": no match that starts before it reaches past it), in `markup`
+    when given."""
     starts = []
-    for match in _ENTRY_NAME.finditer(body, 0, len(body) if end is None else end):
-        start = _element_open(body, match.start())
+    names = (
+        [m.start() for m in _ENTRY_NAME.finditer(body, 0, len(body) if end is None else end)]
+        if markup is None
+        else markup.starts(_ENTRY_NAME, end)
+    )
+    for name in names:
+        start = _element_open(body, name)
         if start >= 0:
             starts.append(start)
     return starts
 
 
-def _first_author(body: bytes, begin: int, end: int) -> re.Match[bytes] | None:
+def _first_author(
+    body: bytes, begin: int, end: int, markup: Markup | None = None
+) -> re.Match[bytes] | None:
     """`_ATOM_AUTHOR.search(body, begin, end)`, tried only at the "<" of an "author".
 
     Every match starts there, and those "<"s come in the order of their names
     ("author" cannot overlap itself, so `find` sees each; it skips ahead on the
-    last byte, where sre stops at every "a").
+    last byte, where sre stops at every "a"). With `markup`, one in a CDATA
+    section's text is no element.
     """
     name = body.find(b"author", begin, end)
     while name >= 0:
         start = _element_open(body, name)
-        if start >= begin:
+        if start >= begin and (markup is None or markup.holds(start)):
             match = _ATOM_AUTHOR.match(body, start, end)
             if match is not None:
                 return match
@@ -456,7 +503,9 @@ def _element_open(body: bytes, name: int) -> int:
     return pos - 1 if pos < name - 1 and pos and body[pos - 1] == 0x3C else -1
 
 
-def media_rss_fields(body: bytes, *, is_atom: bool) -> list[dict[str, Any]] | None:
+def media_rss_fields(
+    body: bytes, *, is_atom: bool, markup: Markup | None = None
+) -> list[dict[str, Any]] | None:
     """The Media RSS fields feedparser gives each `<entry>`/`<item>`, in document order:
     every media:content and media:thumbnail (their attributes), and a media:description
     as the summary.
@@ -464,6 +513,7 @@ def media_rss_fields(body: bytes, *, is_atom: bool) -> list[dict[str, Any]] | No
     None (read it with feedparser) for any shape where feedparser's reading is not
     certain: another prefix for the namespace, a media:title that could be taken for
     the title, a media:description beside another body, markup or a DTD entity.
+    With `markup`, entries and media elements in CDATA sections' text are none.
     """
     declared = [m.group(1) for m in _MRSS_DECLARATION.finditer(body)]
     if set(declared) - {b"media"} or len(_MRSS_NAMESPACE.findall(body)) != len(declared):
@@ -472,13 +522,17 @@ def media_rss_fields(body: bytes, *, is_atom: bool) -> list[dict[str, Any]] | No
         return None
     if b"xml:base" in body:
         return None
-    starts = [m.start() for m in _ENTRY_OR_ITEM_START.finditer(body)]
+    starts = (
+        [m.start() for m in _ENTRY_OR_ITEM_START.finditer(body)]
+        if markup is None
+        else markup.starts(_ENTRY_OR_ITEM_START)
+    )
     if not starts or b"<media:title" in body[: starts[0]]:
         return None  # a feed title feedparser may take from it
     bounds = [*starts, len(body)]
     fields: list[dict[str, Any]] = []
     for begin, end in itertools.pairwise(bounds):
-        update = _segment_media_rss(body, begin, end, is_atom=is_atom)
+        update = _segment_media_rss(body, begin, end, is_atom=is_atom, markup=markup)
         if update is None:
             return None
         fields.append(update)
@@ -503,14 +557,19 @@ def add_media_rss(data: dict[str, Any], fields: list[dict[str, Any]]) -> bool:
 
 
 def _segment_media_rss(
-    body: bytes, begin: int, end: int, *, is_atom: bool
+    body: bytes, begin: int, end: int, *, is_atom: bool, markup: Markup | None = None
 ) -> dict[str, Any] | None:
     """The Media RSS fields of the entry in body[begin:end], or None (use feedparser)."""
     contents: list[dict[str, str]] = []
     thumbnails: list[dict[str, str]] = []
     description: tuple[str, str] | None = None
     title_end = -1
-    for match in _MEDIA_ELEMENT.finditer(body, begin, end):
+    found = (
+        _MEDIA_ELEMENT.finditer(body, begin, end)
+        if markup is None
+        else markup.finditer(_MEDIA_ELEMENT, begin, end)
+    )
+    for match in found:
         kind, raw_attrs = match.group(1), match.group(2)
         attrs = _xml_attributes(raw_attrs)
         if attrs is None:
@@ -619,12 +678,13 @@ def _xml_newlines(raw: bytes) -> bytes:
     return raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
 
 
-def uniform_content_base(body: bytes) -> str:
+def uniform_content_base(body: bytes, markup: Markup | None = None) -> str:
     """The `xml:base` of the entries' content when only content elements carry one and
     it is the same absolute http(s) URL (as WordPress writes it); else "" (feedparser
-    reads the document, resolving every base where it applies)."""
+    reads the document, resolving every base where it applies). With `markup`, text
+    in CDATA sections is left out."""
     # Both counts start from the same places, found in one walk over the document.
-    places = [match.start() for match in _XML_BASE_NAME.finditer(body)]
+    places = _xml_base_places(body, markup)
     values = _xml_base_values(body, places)
     if len(set(values)) != 1 or _count_content_bases(body, places) != len(values):
         return ""
@@ -653,22 +713,22 @@ _CONTENT_START: Final = re.compile(
 )
 
 
-def entry_bases(body: bytes) -> EntryBases | None:
+def entry_bases(body: bytes, markup: Markup | None = None) -> EntryBases | None:
     """Where the `xml:base`s of an Atom document apply, when there is one on its root
     element and at most one on each entry's <content>, each an absolute http(s) URL;
     else None (feedparser reads the document, resolving every base).
 
     The root's base is required: feedparser restores an outer base after an element
     only when there is one, so without it an entry's content base would carry over to
-    the entries after it.
+    the entries after it. With `markup`, text in CDATA sections is left out.
     """
-    places = [match.start() for match in _XML_BASE_NAME.finditer(body)]
+    places = _xml_base_places(body, markup)
     root = _ROOT_START.match(body, len(_UTF8_BOM) if body.startswith(_UTF8_BOM) else 0)
     if root is None:
         return None  # not Atom, or a root tag this does not read
     # Where the root's start tag begins: an "xml:base" before it is in the prolog.
     root_tag = body.rfind(b"<", 0, root.start(1))
-    starts = _entry_starts(body)
+    starts = _entry_starts(body, markup=markup)
     bounds = [*starts, len(body)]
     root_base = ""
     content = [""] * len(starts)
@@ -694,6 +754,13 @@ def entry_bases(body: bytes) -> EntryBases | None:
             return None
         content[entry] = value
     return EntryBases(root_base, content) if root_base else None
+
+
+def _xml_base_places(body: bytes, markup: Markup | None) -> list[int]:
+    """Where "xml:base" occurs (in `markup`, when given)."""
+    if markup is None:
+        return [match.start() for match in _XML_BASE_NAME.finditer(body)]
+    return markup.starts(_XML_BASE_NAME)
 
 
 def _absolute_base(body: bytes, at: int) -> str | None:

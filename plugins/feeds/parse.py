@@ -27,6 +27,7 @@ import msgspec
 from bot.html import absolute_http_url, clip_text, html_to_text, plain_text
 from bot.known import KnownPosts, placeholder
 from bot.model import Author, Media, Post
+from plugins.feeds.cdata import markup as cdata_markup
 from plugins.feeds.fastpath import (
     _UTF8_BOM,
     EntryBases,
@@ -131,16 +132,18 @@ def _parse(
         raise FeedParseError("this is an HTML page, not a feed")
 
     data: dict[str, Any] | None = None
-    has_base = b"xml:base" in body
-    content_base = uniform_content_base(body) if has_base else ""
+    # fastfeedparser's native extractor reads only well-formed UTF-8, so a document it
+    # has read needs no UTF-8 or CDATA check in the gate (the dearest on a large one),
+    # and where its CDATA sections lie is known: the searches below skip their text.
+    extracted = _extracted(body)
+    markup = cdata_markup(body) if extracted is not None else None
+    has_base = b"xml:base" in (body if markup is None else markup.joined)
+    content_base = uniform_content_base(body, markup) if has_base else ""
     # Else the other shape read here: a base on the root, one per entry's content.
-    bases = entry_bases(body) if has_base and not content_base else None
+    bases = entry_bases(body, markup) if has_base and not content_base else None
     # fastfeedparser reports no title type, so decide it for the whole document.
     is_atom = False
     media: list[dict[str, Any]] | None = None
-    # fastfeedparser's native extractor reads only well-formed UTF-8, so a document it
-    # has read needs no UTF-8 or CDATA check in the gate (the dearest on a large one).
-    extracted = _extracted(body)
     # The shapes found at "<" while gating, so none of them is searched for again.
     shapes = fast_path_shapes(
         body,
@@ -148,6 +151,7 @@ def _parse(
         base_ok=not has_base or bool(content_base) or bases is not None,
         entries=True,
         well_formed=extracted is not None,
+        markup=markup,
     )
     found: frozenset[str] = shapes or frozenset()
     # Where the entries start, when the walk above recorded them (large documents).
@@ -155,11 +159,11 @@ def _parse(
     if shapes is not None:
         is_atom = _first_element_name(head[:4096]) == b"feed"
         has_media = "media" in found
-        media = media_rss_fields(body, is_atom=is_atom) if has_media else None
+        media = media_rss_fields(body, is_atom=is_atom, markup=markup) if has_media else None
         if not has_media or media is not None:
             data = _fastfeedparser(body, extracted)
     if data is not None:
-        if "uri" in found and not (is_atom and add_atom_author_uris(body, data, starts)):
+        if "uri" in found and not (is_atom and add_atom_author_uris(body, data, starts, markup)):
             data = None
         if data is not None and media is not None and not add_media_rss(data, media):
             data = None

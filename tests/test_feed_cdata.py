@@ -1,0 +1,162 @@
+"""Text inside CDATA sections never sends a feed to feedparser (`plugins.feeds.cdata`).
+
+WordPress and most RSS feeds carry their bodies as HTML in CDATA sections. That HTML
+can look like feed markup (a pasted XHTML page, a post about Atom, a bare "&"): the
+fast-path gates used to read it as markup and send the whole feed to feedparser, ten
+times slower. Both parsers read a section as plain text, so the gates now skip it;
+each case here shows the same posts as feedparser. "xhtml" in text outside a section
+(a link's slug) no longer counts either, only inside a tag.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.model import Post
+from plugins.feeds import parse as feeds_parse
+from plugins.feeds.cdata import markup
+from plugins.feeds.parse import ParsedFeed, parse_feed
+
+FIXTURES = Path(__file__).parent / "fixtures"
+URL = "http://example.com/feed.xml"
+
+
+def shown(feed: ParsedFeed) -> list[tuple[object, ...]]:
+    """What a user sees of each post."""
+    return [(feed.title, feed.link)] + [
+        (p.native_id, p.title, p.permalink, p.text, p.links, p.media, p.created_at,
+         p.author.name, p.author.url)
+        for p in feed.posts
+        if isinstance(p, Post)
+    ]  # fmt: skip
+
+
+def via_feedparser(body: bytes) -> ParsedFeed:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = feeds_parse._feedparser(body, "")
+    return feeds_parse._build(data, url=URL, network="feeds", fast=False, html_titles=False)
+
+
+@pytest.fixture
+def read_by_feedparser(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The documents the parser handed to feedparser (the slow route)."""
+    seen: list[bytes] = []
+    real = feeds_parse._feedparser
+
+    def spy(body: bytes, content_type: str) -> Any:
+        seen.append(body)
+        return real(body, content_type)
+
+    monkeypatch.setattr(feeds_parse, "_feedparser", spy)
+    return seen
+
+
+def test_wordpress_bodies_that_look_like_feed_markup_take_the_fast_path(
+    read_by_feedparser: list[bytes],
+) -> None:
+    body = (FIXTURES / "feeds" / "wordpress_cdata_bodies.xml").read_bytes()
+    feed = parse_feed(body, url=URL)
+    assert read_by_feedparser == []
+    posts = [p for p in feed.posts if isinstance(p, Post)]
+    assert [p.title for p in posts] == [
+        "An XHTML page, pasted whole",
+        "Twenty years of this blog",
+        "How a feed names its author",
+    ]
+    # The pasted page's relative link resolves against the feed, not the xml:base in it.
+    assert posts[0].links == ("http://example.com/wires/",)
+    assert posts[0].text.startswith("Starlings & swallows on the wires")
+    assert posts[1].text.startswith("It\u2019s been twenty years \u2013 here\u2019s")
+    # A <media:content> written in a post's text is no attachment.
+    assert posts[2].media == ()
+    assert shown(feed) == shown(via_feedparser(body))
+
+
+RSS = (
+    b'<?xml version="1.0" encoding="utf-8"?><rss version="2.0" '
+    b'xmlns:media="http://search.yahoo.com/mrss/"><channel><title>t</title>'
+    b"<item><guid>https://e.org/1</guid><title>one</title>%s</item></channel></rss>"
+)
+
+
+@pytest.mark.parametrize(
+    ("shape", "item"),
+    [
+        ("an XHTML namespace", b'<description><![CDATA[<div xmlns="http://www.w3.org/1999/xhtml">'
+         b"x</div>]]></description>"),
+        ("a <body>", b"<description><![CDATA[<html><body><p>hi</p></body></html>]]></description>"),
+        ("a bare &", b"<description><![CDATA[Fish & chips]]></description>"),
+        ("a windows-1252 reference", b"<description><![CDATA[It&#146;s]]></description>"),
+        ("Atom 0.3's mode", b"<description><![CDATA[<pre mode=\"xml\">x</pre>]]></description>"),
+        ("an author <url>", b"<description><![CDATA[<url>https://e.org/me</url>]]></description>"),
+        ("a binary content type", b'<description><![CDATA[<content type="image/png">x</content>'
+         b"]]></description>"),
+        ("an xml:base", b'<description><![CDATA[<p xml:base="https://b.example/">'
+         b'<a href="x">x</a></p>]]></description>'),
+        ("Media RSS", b'<description><![CDATA[<media:thumbnail url="https://e.org/t.jpg"/>]]>'
+         b"</description>"),
+        ("a section's opener", b"<description><![CDATA[<![CDATA[ nested? ]]></description>"),
+        ("xhtml in a link's text", b"<link>https://e.org/why-xhtml-died/</link>"),
+    ],
+)  # fmt: skip
+def test_shapes_inside_a_section_or_text_take_the_fast_path(
+    shape: str, item: bytes, read_by_feedparser: list[bytes]
+) -> None:
+    body = RSS % item
+    feed = parse_feed(body, url=URL)
+    assert read_by_feedparser == [], shape
+    assert shown(feed) == shown(via_feedparser(body)), shape
+
+
+@pytest.mark.parametrize(
+    ("shape", "item"),
+    [
+        # "<![CDATA[" in a comment or an instruction opens nothing: what follows is markup.
+        ("after a comment holding an opener",
+         b"<!-- <![CDATA[ --><description mode='xml'>x</description><!-- ]]> -->"),
+        ("after an instruction holding an opener",
+         b"<?pi <![CDATA[ ?><description mode='xml'>x</description><?pi ]]> ?>"),
+        ("between two sections", b"<description><![CDATA[a]]></description>"
+         b"<content:encoded type='xhtml'><![CDATA[b]]></content:encoded>"),
+        ("xhtml in a tag", b'<description type="application/xhtml+xml">x</description>'),
+    ],
+)  # fmt: skip
+def test_shapes_in_markup_still_go_to_feedparser(
+    shape: str, item: bytes, read_by_feedparser: list[bytes]
+) -> None:
+    body = RSS % item
+    parse_feed(body, url=URL)
+    assert read_by_feedparser == [body], shape
+
+
+def test_markup_leaves_out_each_section_and_nothing_else() -> None:
+    body = b"<a><![CDATA[x]]><!-- <![CDATA[ --><b><![CDATA[<c>]]></b><?p <![CDATA[ ?></a>"
+    found = markup(body)
+    assert found is not None
+    assert [body[start:end] for start, end in found.spans] == [
+        b"<a>",
+        b"<!-- <![CDATA[ --><b>",
+        b"</b><?p <![CDATA[ ?></a>",
+    ]
+    assert found.holds(body.index(b"<b>"))
+    assert not found.holds(body.index(b"<c>"))
+    assert found.starts(re.compile(rb"<[bc]>")) == [body.index(b"<b>")]
+
+
+@pytest.mark.parametrize(
+    ("shape", "body"),
+    [
+        ("no section", b"<a>x</a>"),
+        ("a DOCTYPE (its subset may hold an opener)", b"<!DOCTYPE a><a><![CDATA[x]]></a>"),
+        ("a section that never closes", b"<a><![CDATA[x</a>"),
+        ("a comment that never closes", b"<a><!-- <![CDATA[x]]></a>"),
+    ],
+)
+def test_documents_it_does_not_map(shape: str, body: bytes) -> None:
+    assert markup(body) is None, shape
