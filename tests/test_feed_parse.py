@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import logging
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -600,3 +601,57 @@ def test_mangled_documents_fail_cleanly(
     except FeedParseError:
         return
     assert not list(post_problems(feed))
+
+
+FEEDPARSER_ONLY = (
+    # RSS 0.90 (fastfeedparser reads nothing of it): the fallback reads it.
+    b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
+    b'xmlns="http://my.netscape.com/rdf/simple/0.9/"%s><channel><title>t</title>'
+    b"<link>https://e.org/</link><description>d</description></channel>"
+    b"<item><title>one</title><link>https://e.org/1</link>"
+    b"<description>&lt;a href=&quot;two/&quot;&gt;two&lt;/a&gt;</description></item></rdf:RDF>"
+)
+
+
+@pytest.mark.parametrize(
+    ("base", "link"),
+    [
+        (b"", "https://feeds.example.org/news/two/"),
+        (b' xml:base="https://base.example/x/"', "https://base.example/x/two/"),
+        (b' base="https://base.example/y/"', "https://base.example/y/two/"),
+    ],
+)
+def test_the_fallback_resolves_links_against_a_base_or_else_the_feed(
+    base: bytes, link: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """feedparser's own pass over HTML bodies runs only where a base asks for it."""
+    read: list[bytes] = []
+    real = feeds_parse._feedparser
+
+    def spy(body: bytes, content_type: str) -> Any:
+        read.append(body)
+        return real(body, content_type)
+
+    monkeypatch.setattr(feeds_parse, "_feedparser", spy)
+    feed = parse_feed(FEEDPARSER_ONLY % base, url="https://feeds.example.org/news/rss")
+    assert read == [FEEDPARSER_ONLY % base]
+    assert [p.links for p in feed.posts if isinstance(p, Post)] == [(link,)]
+
+
+def test_the_fallback_reads_with_expat_whatever_else_is_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """feedparser prefers the "drv_libxml2" SAX driver; Starling's parity with the fast
+    path was checked against expat, so that driver is never asked for."""
+    asked: list[str] = []
+
+    class Driver:
+        @staticmethod
+        def create_parser() -> Any:
+            asked.append("drv_libxml2")
+            raise RuntimeError("not this one")
+
+    monkeypatch.setitem(sys.modules, "drv_libxml2", Driver)
+    feed = parse_feed(FEEDPARSER_ONLY % b"", url="https://feeds.example.org/news/rss")
+    assert [p.title for p in feed.posts if isinstance(p, Post)] == ["one"]
+    assert asked == []

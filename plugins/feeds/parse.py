@@ -10,6 +10,7 @@ from the raw fields, so an item keeps its `native_id` whichever parser read it.
 from __future__ import annotations
 
 import email.utils
+import functools
 import hashlib
 import html as _stdlib_html
 import io
@@ -50,6 +51,9 @@ MAX_MEDIA: Final = 8
 MAX_LINKS: Final = 20
 
 _FIRST_ELEMENT: Final = re.compile(rb"<([A-Za-z_][\w.:-]*)")
+# An attribute feedparser reads as a base for relative links (`xml:base`, and a plain
+# `base`, also in any case in an ill-formed document).
+_BASE_ATTRIBUTE: Final = re.compile(rb"[\s:]base\s*=", re.IGNORECASE)
 _FEED_ROOT_HINT: Final = re.compile(rb"<(?:[\w.-]+:)?(?:rss|feed|rdf|channel)\b", re.IGNORECASE)
 _URI_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 _EMAIL: Final = re.compile(r"^[^@\s<>()]+@[^@\s<>()]+$")
@@ -194,6 +198,23 @@ def _parse(
     )
 
 
+@functools.cache
+def _feedparser_module() -> Any:
+    """feedparser, loaded when first needed (memory at rest), reading with expat.
+
+    It asks xml.sax for the "drv_libxml2" driver first (`PREFERRED_XML_PARSERS`), on
+    every parse. Where that is not installed (it is not a dependency), each parse
+    searched `sys.path` for it in vain (~25 us) before taking expat; where it is,
+    documents would be read by another parser than the one the fast path was
+    compared with (tests/test_feed_fast_path.py). So name expat.
+    """
+    import feedparser
+    import feedparser.api
+
+    feedparser.api.PREFERRED_XML_PARSERS = ["xml.sax.expatreader"]
+    return feedparser
+
+
 def _looks_like_html(head: bytes) -> bool:
     """An HTML page (a site's front page, a login wall) rather than a feed."""
     lowered = head[:4096].lower()
@@ -270,15 +291,21 @@ def _feedparser(body: bytes, content_type: str) -> dict[str, Any]:
     # No content-location: feedparser would resolve ids against it too, so an Atom
     # id of "1" would become "https://host/1" here but stay "1" on the fast path.
     # Links are resolved against `url` by the normaliser instead.
-    import feedparser  # the fallback: loaded when first needed (memory at rest)
-
+    feedparser = _feedparser_module()
     headers = {"content-type": content_type} if content_type else {}
     try:
         # A stream, never bytes or str: feedparser opens strings as paths or URLs.
         # Its sanitiser keeps the text inside <iframe> and the like; nh3 drops it, so
-        # it gets the raw markup, as from the fast path.
+        # it gets the raw markup, as from the fast path. Its pass that resolves the
+        # links in HTML bodies rewrites every body to resolve them against a base;
+        # with none in the document there is none to resolve against (the normaliser
+        # resolves them against `url`), so the bodies stay raw, as on the fast path
+        # (a third of the time of a small document).
         result: Any = feedparser.parse(
-            io.BytesIO(body), response_headers=headers, sanitize_html=False
+            io.BytesIO(body),
+            response_headers=headers,
+            sanitize_html=False,
+            resolve_relative_uris=_BASE_ATTRIBUTE.search(body) is not None,
         )
     except Exception as exc:
         raise FeedParseError("the document is not valid XML or JSON") from exc
