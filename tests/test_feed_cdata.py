@@ -160,3 +160,14 @@ def test_markup_leaves_out_each_section_and_nothing_else() -> None:
 )
 def test_documents_it_does_not_map(shape: str, body: bytes) -> None:
     assert markup(body) is None, shape
+
+
+def test_many_brackets_before_an_opener_or_a_close_are_stepped_over() -> None:
+    """The opener and the close are found from the "["s and "]"s (memchr), and past a
+    few that are neither, by a plain search: both ways find the same section."""
+    text = b"[x] " * 40
+    body = b"<a>" + text + b"<b><![CDATA[" + text.replace(b"[", b"]") + b"]]></b></a>"
+    found = markup(body)
+    assert found is not None
+    start = body.index(b"<![CDATA[")
+    assert [span for span in found.spans] == [(0, start), (body.index(b"]]>") + 3, len(body))]

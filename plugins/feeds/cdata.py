@@ -96,7 +96,7 @@ def markup(body: bytes) -> Markup | None:
     """The markup of a document fastfeedparser's extractor has read, or None when every
     byte is (no CDATA section), or the document has a DOCTYPE or a section, comment
     or instruction that never closes."""
-    if body.find(b"[") < 0:  # memchr: most small documents have no CDATA section
+    if not _has_opener(body):
         return None
     spans: list[tuple[int, int]] = []
     start = 0  # where the current span starts
@@ -124,6 +124,19 @@ def markup(body: bytes) -> Markup | None:
     if start < len(body):
         spans.append((start, len(body)))
     return Markup(body, spans)
+
+
+def _has_opener(body: bytes) -> bool:
+    """`_OPEN in body`, found from the "["s (memchr; `in` walks the bytes, about 80 us
+    at 157 KB without one). Past a few "["s that open nothing, `in` does the rest."""
+    at = body.find(b"[")
+    for _ in range(_CLOSE_PROBES):
+        if at < 0:
+            return False
+        if at >= 2 and body.startswith(_OPEN, at - 2):
+            return True
+        at = body.find(b"[", at + 1)
+    return at >= 0 and _OPEN in body
 
 
 # "]" is rare in XML and HTML, so memchr finds the few candidates of a "]]>" faster

@@ -54,6 +54,8 @@ _FIRST_ELEMENT: Final = re.compile(rb"<([A-Za-z_][\w.:-]*)")
 # An attribute feedparser reads as a base for relative links (`xml:base`, and a plain
 # `base`, also in any case in an ill-formed document).
 _BASE_ATTRIBUTE: Final = re.compile(rb"[\s:]base\s*=", re.IGNORECASE)
+# Root elements `_FEED_ROOT_HINT` finds (so `_looks_like_html` is false for them).
+_FEED_ROOTS: Final = frozenset((b"rss", b"feed", b"rdf", b"channel"))
 _FEED_ROOT_HINT: Final = re.compile(rb"<(?:[\w.-]+:)?(?:rss|feed|rdf|channel)\b", re.IGNORECASE)
 _URI_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 _EMAIL: Final = re.compile(r"^[^@\s<>()]+@[^@\s<>()]+$")
@@ -132,7 +134,9 @@ def _parse(
         (mime.endswith(("/json", "+json"))) and not head.startswith(b"<")
     ):
         return _parse_json_feed(head, url, network, id_host, known)
-    if _looks_like_html(head):
+    first = _first_element_name(head[:4096])
+    # A feed's root element is never an HTML page's: the commonest case, checked first.
+    if first.lower() not in _FEED_ROOTS and _looks_like_html(head):
         raise FeedParseError("this is an HTML page, not a feed")
 
     data: dict[str, Any] | None = None
@@ -161,7 +165,7 @@ def _parse(
     # Where the entries start, when the walk above recorded them (large documents).
     starts = shapes.entry_starts if shapes is not None else None
     if shapes is not None:
-        is_atom = _first_element_name(head[:4096]) == b"feed"
+        is_atom = first == b"feed"
         has_media = "media" in found
         media = media_rss_fields(body, is_atom=is_atom, markup=markup) if has_media else None
         if not has_media or media is not None:
