@@ -321,6 +321,40 @@ def test_a_root_base_with_absolute_uris_and_a_content_base_reads_fast(
     assert shown(feed) == shown(via_feedparser(document, ""))
 
 
+@pytest.mark.parametrize("where", ["content", "entry"])
+def test_a_plain_base_attribute_goes_to_feedparser(
+    where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """feedparser reads a plain `base` attribute as it reads xml:base (fastfeedparser
+    reads neither): relative links in the body resolve against it."""
+    entry = (
+        b'<entry%s><id>https://e.org/1</id><title>a base = 1</title><content type="html"%s>'
+        b'&lt;a href="x.html"&gt;x&lt;/a&gt;</content></entry>'
+    )
+    base = b' base="https://b.example/dir/"'
+    document = b'<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>%s</feed>' % (
+        entry % ((base, b"") if where == "entry" else (b"", base))
+    )
+    read_by_feedparser: list[bytes] = []
+    real = feeds_parse._feedparser
+
+    def spy(source: bytes, content_type: str) -> Any:
+        read_by_feedparser.append(source)
+        return real(source, content_type)
+
+    monkeypatch.setattr(feeds_parse, "_feedparser", spy)
+    feed = parse_feed(document, url=URL)
+    assert read_by_feedparser == [document]
+    assert [p.links for p in feed.posts if isinstance(p, Post)] == [
+        ("https://b.example/dir/x.html",)
+    ]
+    # The same words in a title are text, not an attribute: the fast path reads that.
+    plain = document.replace(base, b"")
+    read_by_feedparser.clear()
+    parse_feed(plain, url=URL)
+    assert read_by_feedparser == []
+
+
 MRSS = 'xmlns:media="http://search.yahoo.com/mrss/"'
 
 

@@ -48,6 +48,11 @@ _ORIGINAL_AMPERSAND_GATE = re.compile(
 )
 # "xhtml" inside a tag (a quoted value may hold ">"), the form `_xhtml_in_tags` replaces.
 _ORIGINAL_XHTML_IN_TAG = re.compile(rb"""<(?:[^<>"']|"[^"]*"|'[^']*')*(?:"[^"]*|'[^']*)?xhtml""")
+# A plain `base` attribute: inside a tag of a well-formed document, else anywhere.
+_ORIGINAL_BASE_IN_TAG = re.compile(
+    rb"""<(?:[^<>"']|"[^"]*"|'[^']*')*(?:"[^"]*|'[^']*)?\sbase\s*="""
+)
+_ORIGINAL_BASE = re.compile(rb"\sbase\s*=", re.IGNORECASE)
 _ORIGINAL_ATOM_AUTHOR = re.compile(
     rb"<(?:[\w.-]+:)?author\b[^>]*>(.*?)</(?:[\w.-]+:)?author\s*>", re.DOTALL
 )
@@ -385,6 +390,8 @@ def _original_fast_path_shapes(
         return None
     if _ORIGINAL_XHTML_IN_TAG.search(body) if well_formed else b"xhtml" in body:
         return None
+    if (_ORIGINAL_BASE_IN_TAG if well_formed else _ORIGINAL_BASE).search(body):
+        return None
     if base_ok is None:
         base_ok = b"xml:base" not in body or bool(fp.uniform_content_base(body))
     if not base_ok or b"fullitem" in body:
@@ -481,6 +488,8 @@ def test_fast_path_shapes_decides_as_before_on_random_markup() -> None:
         b"&#150;",
         b"xml:base='http://a/'",
         b"<content xml:base='http://a/'>",
+        b" base='http://a/'",
+        b"<c BASE='x'>",
         b"\xd0\xb0",
         b"\xd0",
         b"\xff",
@@ -508,6 +517,9 @@ CDATA_TOKENS = [
     b"<!-- ",
     b" -->",
     b"<x a='xhtml'>",
+    b"<x base='http://a/'>",
+    b"<x>a base = b</x>",
+    b" BASE=",
     b"<x>xhtml</x>",
     b"<entry>",
     b"<uri>u</uri>",

@@ -162,6 +162,9 @@ _AMPERSAND_GATE: Final = re.compile(
 # Plain strings whose last byte is common in XML (">", "l") are found faster by
 # sre's literal scan than by `bytes.__contains__`/`count`, which key on that byte.
 _XHTML: Final = re.compile(rb"xhtml")
+# A plain `base` attribute (`_plain_base`), after the white space before any attribute.
+_PLAIN_BASE: Final = re.compile(rb"base\s*=")
+_ATTRIBUTE_GAP: Final = frozenset(b" \t\r\n")
 # A tag from its "<" to its ">" (or as far as it goes), quoted values read whole: in a
 # well-formed document, "<" occurs in no value, and ">" only in a quoted one.
 _TAG_TO_END: Final = re.compile(rb"""<(?:[^<>"']++|"[^"]*+"|'[^']*+')*+""")
@@ -237,6 +240,8 @@ def fast_path_shapes(
     # Markup and references only: a CDATA section's text is read alike by both.
     tagged = body if markup is None else markup.joined
     if _xhtml_in_tags(tagged) if well_formed else _XHTML.search(body):
+        return None
+    if _plain_base(tagged, well_formed=well_formed):
         return None
     if base_ok is None:
         base_ok = b"xml:base" not in tagged or bool(uniform_content_base(body, markup))
@@ -395,12 +400,29 @@ def _xhtml_in_tags(text: bytes) -> bool:
     body (`type="xhtml"`, the XHTML namespace, an `xhtml:` prefix), which
     fastfeedparser reads empty. In text it is a word (a link's slug, escaped HTML),
     read alike by both parsers. A comment or instruction counts as a tag here."""
-    for match in _XHTML.finditer(text):
-        lt = text.rfind(b"<", 0, match.start())
-        tag = _TAG_TO_END.match(text, lt) if lt >= 0 else None
-        if tag is not None and tag.end() > match.start():
+    return any(_inside_tag(text, match.start()) for match in _XHTML.finditer(text))
+
+
+def _plain_base(text: bytes, *, well_formed: bool) -> bool:
+    """Whether an element has a plain `base` attribute, which feedparser reads as the
+    base for relative links as it reads `xml:base` (fastfeedparser reads neither). In a
+    well-formed document, inside a tag only; else anywhere, in any case (feedparser's
+    loose parser lowercases attribute names)."""
+    if not well_formed:
+        text = text.lower()
+    for match in _PLAIN_BASE.finditer(text):
+        at = match.start()
+        if at and text[at - 1] in _ATTRIBUTE_GAP and (not well_formed or _inside_tag(text, at)):
             return True
     return False
+
+
+def _inside_tag(text: bytes, at: int) -> bool:
+    """Whether `at` lies inside a tag (or a comment or instruction) of a well-formed
+    document, from the "<" before it: no value holds one there."""
+    lt = text.rfind(b"<", 0, at)
+    tag = _TAG_TO_END.match(text, lt) if lt >= 0 else None
+    return tag is not None and tag.end() > at
 
 
 def _word_matches(pattern: re.Pattern[bytes], body: bytes) -> Iterator[re.Match[bytes]]:
