@@ -287,6 +287,14 @@ def wp_atom(entry_id: bytes, body: bytes) -> bytes:
                      b'<content type="html" xml:base="https://e.org/a/"></content>')),
         ("a relative author URI, which feedparser resolves against the root's base",
          wp_atom(ID, b"<author><name>Bob</name><uri>/about/bob</uri></author>" + CONTENT_A)),
+        # feedparser keeps entry 1's content base for entry 2's link when the root has
+        # none to restore: "two.html" becomes https://e.org/a/two.html there.
+        ("a relative link after a uniform content base",
+         b'<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>'
+         b'<entry><id>https://e.org/1</id><link href="https://e.org/1"/>'
+         b'<content type="html" xml:base="https://e.org/a/">x</content></entry>'
+         b'<entry><id>https://e.org/2</id><link href="two.html"/>'
+         b'<content type="html" xml:base="https://e.org/a/">y</content></entry></feed>'),
         ("a relative Media RSS URL, which feedparser does not resolve against it",
          wp_atom(ID, b'<media:content url="img/t.png" medium="image"/>' + CONTENT_A)
          .replace(b"<feed ", b"<feed " + MEDIA_NS)),

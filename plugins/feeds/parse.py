@@ -177,6 +177,8 @@ def _parse(
             data = None
         if data is not None and bases is not None and not _bases_fit(data, bases):
             data = None
+        if data is not None and content_base and not _content_base_fits(data):
+            data = None
     if data is not None:
         html_titles = not is_atom or "html_title" in found
         return _build(
@@ -383,6 +385,52 @@ def _build(
     return ParsedFeed(title=title, link=link or absolute_http_url(url), posts=posts)
 
 
+def _content_base_fits(data: dict[str, Any]) -> bool:
+    """Whether a uniform content base (`uniform_content_base`, no base on the root)
+    applies as feedparser applies it: every id, link, author URI and Media RSS URL
+    of the entries absolute. feedparser keeps a content's base after the content
+    ends where no outer base restores it, so a relative URI after the first content
+    resolves against it, not against the feed's address."""
+    entries = data.get("entries")
+    nodes = [_mapping(data.get("feed")), *(_mapping(e) for e in _list(entries))]
+    return _uris_absolute(nodes, entry_links=True)
+
+
+def _uris_absolute(nodes: list[Mapping[str, Any]], *, entry_links: bool) -> bool:
+    """Whether the ids of the entries (`nodes[1:]`), the author URIs and Media RSS
+    URLs of the feed (`nodes[0]`) and the entries, and with `entry_links` the
+    entries' links, are all absolute (or empty)."""
+    for index, node in enumerate(nodes):
+        if index and _relative(node.get("id")):
+            return False
+        if _relative(_mapping(node.get("author_detail")).get("href")):
+            return False
+        for person in _list(node.get("authors")):
+            person = _mapping(person)
+            if _relative(person.get("href")) or _relative(person.get("uri")):
+                return False
+        for key in ("media_content", "media_thumbnail"):
+            for item in _list(node.get(key)):
+                if _relative(_mapping(item).get("url")):
+                    return False
+        if entry_links and index:
+            if _relative(node.get("link")):
+                return False
+            for link in _list(node.get("links")):
+                if _relative(_mapping(link).get("href")):
+                    return False
+    return True
+
+
+def _relative(value: object) -> bool:
+    """Whether a parser field holds a URI without a scheme (`_str` of it, stripped)."""
+    uri = _str(value)
+    if not uri or uri.startswith(("http://", "https://")):
+        return False  # the commonest: nothing, or an absolute web address
+    uri = uri.strip()
+    return bool(uri) and not _URI_SCHEME.match(uri)
+
+
 def _bases_fit(data: dict[str, Any], bases: EntryBases) -> bool:
     """Whether `bases` apply to fastfeedparser's entries as feedparser applies them: one
     per entry; every id and author URI absolute (feedparser resolves them against the
@@ -392,14 +440,7 @@ def _bases_fit(data: dict[str, Any], bases: EntryBases) -> bool:
     if not isinstance(entries, list) or len(entries) != len(bases.content):
         return False
     nodes = [_mapping(data.get("feed")), *(_mapping(e) for e in entries)]
-    uris = [_str(node.get("id")) for node in nodes[1:]]
-    for node in nodes:
-        uris.append(_str(_mapping(node.get("author_detail")).get("href")))
-        for person in _list(node.get("authors")):
-            uris += (_str(_mapping(person).get(k)) for k in ("href", "uri"))
-        for key in ("media_content", "media_thumbnail"):
-            uris += (_str(_mapping(item).get("url")) for item in _list(node.get(key)))
-    if any(uri.strip() and not _URI_SCHEME.match(uri.strip()) for uri in uris):
+    if not _uris_absolute(nodes, entry_links=False):
         return False
     for entry, base in zip(nodes[1:], bases.content, strict=True):
         if base:
