@@ -172,6 +172,29 @@ def test_undeclared_windows_1252_still_goes_to_feedparser(fast_results: list[Any
     assert [p.title for p in feed.posts if isinstance(p, Post)] == ["Caf\u00e9 \u2019s"]
 
 
+@pytest.mark.parametrize("declared", ["iso-8859-1", "windows-1252", "latin1"])
+def test_utf8_declared_as_latin1_reads_as_feedparser_repairs_it(
+    declared: str, fast_results: list[Any]
+) -> None:
+    """Old CMSs declare Latin-1 over UTF-8 bytes: feedparser reads the text as the
+    UTF-8 it is, where fastfeedparser would show "CafÃ©"."""
+    body = (
+        f'<?xml version="1.0" encoding="{declared}"?>'
+        "<rss version='2.0'><channel><title>Café</title><item><title>Crème brûlée</title>"
+        "<guid>https://cafe.example/1</guid></item></channel></rss>"
+    ).encode()
+    feed = parse_feed(body, url=URL)
+    assert [p.title for p in feed.posts if isinstance(p, Post)] == ["Crème brûlée"]
+    assert feed.title == "Café"
+    assert fast_results == []
+    # Real Latin-1 bytes under that declaration still take the fast path.
+    latin1 = body.decode().encode("latin-1")
+    fast_results.clear()
+    feed = parse_feed(latin1, url=URL)
+    assert [p.title for p in feed.posts if isinstance(p, Post)] == ["Crème brûlée"]
+    assert len(fast_results) == 1
+
+
 def test_youtube_channel_feed_takes_the_fast_path_with_its_descriptions_and_thumbnails(
     fast_results: list[Any],
 ) -> None:

@@ -384,6 +384,8 @@ def _original_fast_path_shapes(
         ok = header in ("", declared) and (
             declared != "utf-8" or well_formed or _original_is_utf8(body)
         )
+        if declared in ("iso8859-1", "cp1252") and not body.isascii():
+            ok = ok and not _original_is_utf8(body)
     else:
         ok = header in ("", "utf-8", "ascii") and (well_formed or _original_is_utf8(body))
     if not ok:
@@ -496,7 +498,13 @@ def test_fast_path_shapes_decides_as_before_on_random_markup() -> None:
         b"text",
         b" ",
     ]
-    heads = [b"", b"<?xml version='1.0' encoding='utf-8'?>", b"\xef\xbb\xbf"]
+    heads = [
+        b"",
+        b"<?xml version='1.0' encoding='utf-8'?>",
+        b"\xef\xbb\xbf",
+        b"<?xml version='1.0' encoding='latin-1'?>",
+        b"<?xml version='1.0' encoding='windows-1252'?>",
+    ]
     rng = random.Random(20261125)
     for _ in range(20000):
         body = rng.choice(heads) + b"".join(rng.choice(tokens) for _ in range(rng.randint(0, 16)))

@@ -25,6 +25,8 @@ _BOMS: Final = (codecs.BOM_UTF32_BE, codecs.BOM_UTF32_LE, _UTF8_BOM, b"\xfe\xff"
 _XML_DECL_ENCODING: Final = re.compile(
     rb"""^\s*<\?xml[^>]*?\bencoding\s*=\s*["']([A-Za-z0-9._:-]+)["']"""
 )
+# Declared encodings (as `_codec` names them) whose UTF-8 mislabelling feedparser repairs.
+_MISLABELLED_UTF8: Final = frozenset({"iso8859-1", "cp1252"})
 _CHARSET_PARAM: Final = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._:-]+)""", re.IGNORECASE)
 # Markup fastfeedparser reads wrongly, which sends a document to feedparser: inline
 # XHTML titles/summaries/bodies come out empty, Atom 0.3 base64/xml modes stay raw,
@@ -223,6 +225,7 @@ def fast_path_shapes(
     else:
         decl = _XML_DECL_ENCODING.match(body[:1024])
         declared = _codec(decl.group(1).decode("ascii")) if decl else ""
+    mislabelled = False  # whether UTF-8 bytes under this declaration go to feedparser
     if declared == "bom":
         ok = not header or header.startswith("utf")
         check_utf8 = False
@@ -230,6 +233,10 @@ def fast_path_shapes(
         # A declared UTF-8 that is not: feedparser's guess, as for undeclared bytes.
         ok = header in ("", declared)
         check_utf8 = declared == "utf-8"
+        # UTF-8 declared as Latin-1 or windows-1252 (old CMSs): feedparser reads each
+        # text that the declaration garbles as the UTF-8 it is; fastfeedparser
+        # believes the declaration ("CafÃ©").
+        mislabelled = declared in _MISLABELLED_UTF8
     else:
         ok = header in ("", "utf-8", "ascii")
         check_utf8 = True
@@ -264,6 +271,8 @@ def fast_path_shapes(
     ):
         return None
     if check_utf8 and not well_formed and not _is_utf8(body):
+        return None
+    if mislabelled and not body.isascii() and _is_utf8(body):
         return None
     return _scan_tags(body, entries=entries, markup=markup)
 
