@@ -195,6 +195,28 @@ def test_utf8_declared_as_latin1_reads_as_feedparser_repairs_it(
     assert len(fast_results) == 1
 
 
+@pytest.mark.parametrize(
+    ("shown_as", "repaired"),
+    [
+        ("Cr\u00c3\u00a8me br\u00c3\u00bbl\u00c3\u00a9e", "Crème brûlée"),
+        ("\u00c2\u00ab hi \u00c2\u00bb", "« hi »"),
+    ],
+)
+def test_text_encoded_twice_reads_as_feedparser_repairs_it(
+    shown_as: str, repaired: str, fast_results: list[Any]
+) -> None:
+    """UTF-8 read as Latin-1 and stored again ("CrÃ¨me"): feedparser repairs such
+    text, so such a document goes to it rather than show the garbled text."""
+    body = (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>'
+        f"<item><title>{shown_as}</title><guid>https://cafe.example/1</guid></item>"
+        "</channel></rss>"
+    ).encode()
+    feed = parse_feed(body, url=URL)
+    assert [p.title for p in feed.posts if isinstance(p, Post)] == [repaired]
+    assert fast_results == []
+
+
 def test_youtube_channel_feed_takes_the_fast_path_with_its_descriptions_and_thumbnails(
     fast_results: list[Any],
 ) -> None:

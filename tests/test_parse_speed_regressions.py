@@ -404,6 +404,7 @@ def _original_fast_path_shapes(
         _ORIGINAL_MODE.search(body)
         or (b"&" in body and _ORIGINAL_AMPERSAND_GATE.search(body))
         or fp._C1_UTF8.search(body)
+        or (declared != "bom" and re.search(rb"\xc3[\x82-\xb4]\xc2[\x80-\xbf]", body))
     ):
         return None
     shapes = _original_scan_forms(body)[0]
@@ -587,6 +588,11 @@ COUNT_TOKENS = [
     b"\xa0",
     b"\xc2\x85",
     b"&#146;",
+    b"\xc3",
+    b"\xc3\x83",
+    b"\xc3\xa9",
+    b"\xc2\xa9",
+    b"\xbf",
 ]
 
 
@@ -612,6 +618,8 @@ def test_memchr_counts_equal_a_scan(
         assert feeds_fastpath._count(body, b"<![CDATA[", 1) == opens, body
         c1 = feeds_fastpath._C1_UTF8.search(body) is not None
         assert feeds_fastpath._has_c1_utf8(body) == c1, body
+        double = feeds_fastpath._DOUBLE_UTF8.search(body) is not None
+        assert feeds_fastpath._double_encoded(body) == double, body
 
 
 AMPERSAND_CASES = [

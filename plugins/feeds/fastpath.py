@@ -268,6 +268,7 @@ def fast_path_shapes(
         next(_word_matches(_ATOM03_MODE, tagged), None) is not None
         or (b"&" in tagged and _AMPERSAND_GATE.search(tagged))
         or _has_c1_utf8(body)
+        or (declared != "bom" and _double_encoded(body))
     ):
         return None
     if check_utf8 and not well_formed and not _is_utf8(body):
@@ -890,6 +891,33 @@ def _has_c1_utf8(body: bytes) -> bool:
             return True
         pos = body.find(b"\xc2", pos + 1)
     return pos >= 0 and _C1_UTF8.search(body, pos) is not None
+
+
+# UTF-8 read as Latin-1 and written out again as UTF-8 ("Crème" as "CrÃ¨me"): a
+# Latin-1 letter that leads a UTF-8 sequence (U+00C2-U+00F4), then one that continues
+# it (U+0080-U+00BF). feedparser repairs each text made of such Latin-1 characters
+# back into what it was; fastfeedparser shows it as it is.
+_DOUBLE_UTF8: Final = re.compile(rb"\xc3[\x82-\xb4]\xc2[\x80-\xbf]")
+
+
+def _double_encoded(body: bytes) -> bool:
+    """`_DOUBLE_UTF8.search(body) is not None`, found from the 0xC2 bytes (memchr), as
+    `_has_c1_utf8` finds its own."""
+    end = len(body) - 1
+    pos = body.find(b"\xc2")
+    for _ in range(_C1_PROBES):
+        if pos < 0:
+            return False
+        if (
+            pos >= 2
+            and pos < end
+            and body[pos - 2] == 0xC3
+            and 0x82 <= body[pos - 1] <= 0xB4
+            and 0x80 <= body[pos + 1] <= 0xBF
+        ):
+            return True
+        pos = body.find(b"\xc2", pos + 1)
+    return pos >= 0 and _DOUBLE_UTF8.search(body, max(pos - 2, 0)) is not None
 
 
 def _is_utf8(body: bytes) -> bool:
