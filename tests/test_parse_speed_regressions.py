@@ -12,6 +12,7 @@ unnoticed.
 
 from __future__ import annotations
 
+import html
 import itertools
 import random
 import re
@@ -729,3 +730,46 @@ TEXT_CASES = [
 def test_plain_text_fast_path_agrees_with_the_full_route(text: str) -> None:
     full, _ = bot_html.html_to_text(text)
     assert bot_html.plain_text(text) == bot_html._SPACES.sub(" ", full).strip()
+
+
+def _original_xml_attributes(raw: bytes) -> dict[str, str] | None:
+    """`fastpath._xml_attributes` before ASCII values skipped decoding."""
+    attrs: dict[str, str] = {}
+    for match in feeds_fastpath._ATTRIBUTE.finditer(raw):
+        value = match.group(2) if match.group(2) is not None else match.group(3)
+        if b"<" in value or feeds_fastpath._XML_REFERENCE.search(value):
+            return None
+        value = value.replace(b"\r\n", b" ").translate(feeds_fastpath._ATTRIBUTE_SPACE)
+        name = match.group(1).decode("ascii", "replace").lower()
+        text = html.unescape(value.decode("utf-8", "replace"))
+        attrs[name] = text.lower() if name in ("type", "rel") else text
+    return attrs
+
+
+ATTRIBUTE_VALUES = [
+    b"",
+    b"https://i2.ytimg.com/vi/x/hqdefault.jpg?a=1&amp;b=2",
+    b"IMAGE/JPEG",
+    b"a\r\nb\tc\nd",
+    b"&lt;&#233;&#xE9;",
+    b"&nbsp;",
+    b"&bogus;",
+    b"a & b",
+    b"<",
+    b"Caf\xc3\xa9",
+    b"\xff",
+    b"480",
+]
+
+
+def test_xml_attributes_read_as_before() -> None:
+    rng = random.Random(11)
+    for _ in range(3000):
+        parts = []
+        for _ in range(rng.randint(0, 4)):
+            name = rng.choice([b"url", b"TYPE", b"rel", b"media:title", b"width"])
+            value = rng.choice(ATTRIBUTE_VALUES)
+            quote = rng.choice([b'"', b"'"])
+            parts.append(b" " + name + rng.choice([b"=", b" = "]) + quote + value + quote)
+        raw = b"".join(parts)
+        assert feeds_fastpath._xml_attributes(raw) == _original_xml_attributes(raw), raw

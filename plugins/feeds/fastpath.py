@@ -667,18 +667,26 @@ def _xml_attributes(raw: bytes) -> dict[str, str] | None:
     """Attributes as an XML parser and feedparser give them: names lowercased, white
     space normalised, references decoded, `type` lowercased; None if unsure."""
     attrs: dict[str, str] = {}
-    for match in _ATTRIBUTE.finditer(raw):
-        value = match.group(2) if match.group(2) is not None else match.group(3)
-        if b"<" in value or _XML_REFERENCE.search(value):
+    for name_bytes, double, single in _ATTRIBUTE.findall(raw):
+        value = double or single
+        if b"<" in value:
             return None
-        value = value.replace(b"\r\n", b" ").translate(_ATTRIBUTE_SPACE)
-        name = match.group(1).decode("ascii", "replace").lower()
-        text = _stdlib_html.unescape(value.decode("utf-8", "replace"))
+        if value.isascii() and not _ATTRIBUTE_SPECIAL.search(value):
+            # The commonest value (a URL, a number, a type): nothing to decode or fold.
+            text = value.decode("ascii")
+        else:
+            if _XML_REFERENCE.search(value):
+                return None
+            value = value.replace(b"\r\n", b" ").translate(_ATTRIBUTE_SPACE)
+            text = _stdlib_html.unescape(value.decode("utf-8", "replace"))
+        name = name_bytes.decode("ascii", "replace").lower()
         attrs[name] = text.lower() if name in ("type", "rel") else text
     return attrs
 
 
 _ATTRIBUTE_SPACE: Final = bytes.maketrans(b"\t\n\r", b"   ")
+# What makes an ASCII value need more than decoding: a reference, or white space folded.
+_ATTRIBUTE_SPECIAL: Final = re.compile(rb"[&\t\n\r]")
 
 
 def _xml_text(raw: bytes) -> str | None:
