@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_asyncio
 
 from bot.app import App
@@ -100,3 +101,19 @@ async def start_bot(tmp_path: Path) -> AsyncIterator[StartBot]:
         if not bot.task.done():
             with contextlib.suppress(Exception):
                 await bot.stop()
+
+
+@pytest.fixture
+def read_by_feedparser(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The documents the feed parser handed to feedparser, its slow fallback."""
+    from plugins.feeds import parse as feeds_parse
+
+    seen: list[bytes] = []
+    real = feeds_parse._feedparser
+
+    def spy(body: bytes, content_type: str) -> Any:
+        seen.append(body)
+        return real(body, content_type)
+
+    monkeypatch.setattr(feeds_parse, "_feedparser", spy)
+    return seen

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -41,20 +40,6 @@ def via_feedparser(body: bytes) -> ParsedFeed:
         warnings.simplefilter("ignore")
         data = feeds_parse._feedparser(body, "")
     return feeds_parse._build(data, url=URL, network="feeds", fast=False, html_titles=False)
-
-
-@pytest.fixture
-def read_by_feedparser(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """The documents the parser handed to feedparser (the slow route)."""
-    seen: list[bytes] = []
-    real = feeds_parse._feedparser
-
-    def spy(body: bytes, content_type: str) -> Any:
-        seen.append(body)
-        return real(body, content_type)
-
-    monkeypatch.setattr(feeds_parse, "_feedparser", spy)
-    return seen
 
 
 def test_wordpress_bodies_that_look_like_feed_markup_take_the_fast_path(

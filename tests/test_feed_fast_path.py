@@ -346,16 +346,8 @@ def wp_atom(entry_id: bytes, body: bytes) -> bytes:
     ],
 )  # fmt: skip
 def test_other_xml_base_shapes_still_go_to_feedparser(
-    shape: str, document: bytes, monkeypatch: pytest.MonkeyPatch
+    shape: str, document: bytes, read_by_feedparser: list[bytes]
 ) -> None:
-    read_by_feedparser: list[bytes] = []
-    real = feeds_parse._feedparser
-
-    def spy(source: bytes, content_type: str) -> Any:
-        read_by_feedparser.append(source)
-        return real(source, content_type)
-
-    monkeypatch.setattr(feeds_parse, "_feedparser", spy)
     feed = parse_feed(document, url=URL)
     assert read_by_feedparser == [document], shape
     assert shown(feed) == shown(via_feedparser(document, ""))
@@ -376,7 +368,7 @@ def test_a_root_base_with_absolute_uris_and_a_content_base_reads_fast(
 
 @pytest.mark.parametrize("where", ["content", "entry"])
 def test_a_plain_base_attribute_goes_to_feedparser(
-    where: str, monkeypatch: pytest.MonkeyPatch
+    where: str, read_by_feedparser: list[bytes]
 ) -> None:
     """feedparser reads a plain `base` attribute as it reads xml:base (fastfeedparser
     reads neither): relative links in the body resolve against it."""
@@ -388,14 +380,6 @@ def test_a_plain_base_attribute_goes_to_feedparser(
     document = b'<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>%s</feed>' % (
         entry % ((base, b"") if where == "entry" else (b"", base))
     )
-    read_by_feedparser: list[bytes] = []
-    real = feeds_parse._feedparser
-
-    def spy(source: bytes, content_type: str) -> Any:
-        read_by_feedparser.append(source)
-        return real(source, content_type)
-
-    monkeypatch.setattr(feeds_parse, "_feedparser", spy)
     feed = parse_feed(document, url=URL)
     assert read_by_feedparser == [document]
     assert [p.links for p in feed.posts if isinstance(p, Post)] == [
