@@ -111,9 +111,9 @@ def read_by_feedparser(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     seen: list[bytes] = []
     real = feeds_parse._feedparser
 
-    def spy(body: bytes, content_type: str) -> Any:
+    def spy(body: bytes, content_type: str, markup: Any = None) -> Any:
         seen.append(body)
-        return real(body, content_type)
+        return real(body, content_type, markup)
 
     monkeypatch.setattr(feeds_parse, "_feedparser", spy)
     return seen

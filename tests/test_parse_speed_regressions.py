@@ -49,11 +49,20 @@ _ORIGINAL_AMPERSAND_GATE = re.compile(
 )
 # "xhtml" inside a tag (a quoted value may hold ">"), the form `_xhtml_in_tags` replaces.
 _ORIGINAL_XHTML_IN_TAG = re.compile(rb"""<(?:[^<>"']|"[^"]*"|'[^']*')*(?:"[^"]*|'[^']*)?xhtml""")
-# A plain `base` attribute: inside a tag of a well-formed document, else anywhere.
-_ORIGINAL_BASE_IN_TAG = re.compile(
-    rb"""<(?:[^<>"']|"[^"]*"|'[^']*')*(?:"[^"]*|'[^']*)?\sbase\s*="""
-)
-_ORIGINAL_BASE = re.compile(rb"\sbase\s*=", re.IGNORECASE)
+# A base attribute in any case (`fastpath._BASE_ATTRIBUTE` over lowercased bytes).
+_ORIGINAL_BASE = re.compile(rb"[\s:]base\s*=", re.IGNORECASE)
+
+
+def _original_other_base(body: bytes) -> bool:
+    """A base attribute anywhere but a lowercase `xml:base` (no name byte before it)."""
+    for match in _ORIGINAL_BASE.finditer(body):
+        start = match.start() - 3
+        exact = start >= 0 and body[start : start + 8] == b"xml:base"
+        if not exact or (start and re.match(rb"[\w.-]", body[start - 1 : start])):
+            return True
+    return False
+
+
 _ORIGINAL_ATOM_AUTHOR = re.compile(
     rb"<(?:[\w.-]+:)?author\b[^>]*>(.*?)</(?:[\w.-]+:)?author\s*>", re.DOTALL
 )
@@ -393,7 +402,7 @@ def _original_fast_path_shapes(
         return None
     if _ORIGINAL_XHTML_IN_TAG.search(body) if well_formed else b"xhtml" in body:
         return None
-    if (_ORIGINAL_BASE_IN_TAG if well_formed else _ORIGINAL_BASE).search(body):
+    if _original_other_base(body):
         return None
     if base_ok is None:
         base_ok = b"xml:base" not in body or bool(fp.uniform_content_base(body))
@@ -494,6 +503,8 @@ def test_fast_path_shapes_decides_as_before_on_random_markup() -> None:
         b"<content xml:base='http://a/'>",
         b" base='http://a/'",
         b"<c BASE='x'>",
+        b"<c x:base='y' xml:Base='z'>",
+        b"fooxml:base='q'",
         b"\xd0\xb0",
         b"\xd0",
         b"\xff",

@@ -25,6 +25,9 @@ _CLOSE: Final = b"]]>"
 # skipped, not searched), or a DOCTYPE (a literal in its internal subset may hold
 # one; such documents are not mapped). Only markup is walked, so sre's stops at "<"
 # are the tags' and not the HTML's inside the sections.
+# How a document starts when fastfeedparser reads it from its first byte (its
+# `_clean_feed_bytes`: white space, a UTF-8 BOM, then the declaration or root).
+_DOCUMENT_START: Final = re.compile(rb"\s*+(?:\xef\xbb\xbf)?(?i:<\?xml|<rss|<feed|<rdf)")
 _CONSTRUCT: Final = re.compile(rb"<(?:!\[CDATA\[|!--|\?|!DOCTYPE)")
 
 
@@ -95,8 +98,10 @@ class Markup:
 def markup(body: bytes) -> Markup | None:
     """The markup of a document fastfeedparser's extractor has read, or None when every
     byte is (no CDATA section), or the document has a DOCTYPE or a section, comment
-    or instruction that never closes."""
-    if not _has_opener(body):
+    or instruction that never closes, or starts with anything but its declaration or
+    root (fastfeedparser drops such junk before it reads, so the extractor's word on
+    well-formedness says nothing about it: an opener there would hide the markup)."""
+    if not _has_opener(body) or not _DOCUMENT_START.match(body):
         return None
     spans: list[tuple[int, int]] = []
     start = 0  # where the current span starts

@@ -28,12 +28,14 @@ import msgspec
 from bot.html import absolute_http_url, clip_text, html_to_text, plain_text
 from bot.known import KnownPosts, placeholder
 from bot.model import Author, Media, Post
+from plugins.feeds.cdata import Markup
 from plugins.feeds.cdata import markup as cdata_markup
 from plugins.feeds.fastpath import (
     _UTF8_BOM,
     EntryBases,
     add_atom_author_uris,
     add_media_rss,
+    base_attribute,
     entry_bases,
     fast_path_shapes,
     media_rss_fields,
@@ -51,9 +53,6 @@ MAX_MEDIA: Final = 8
 MAX_LINKS: Final = 20
 
 _FIRST_ELEMENT: Final = re.compile(rb"<([A-Za-z_][\w.:-]*)")
-# An attribute feedparser reads as a base for relative links (`xml:base`, and a plain
-# `base`, also in any case in an ill-formed document).
-_BASE_ATTRIBUTE: Final = re.compile(rb"[\s:]base\s*=", re.IGNORECASE)
 # Root elements `_FEED_ROOT_HINT` finds (so `_looks_like_html` is false for them).
 _FEED_ROOTS: Final = frozenset((b"rss", b"feed", b"rdf", b"channel"))
 _FEED_ROOT_HINT: Final = re.compile(rb"<(?:[\w.-]+:)?(?:rss|feed|rdf|channel)\b", re.IGNORECASE)
@@ -192,7 +191,7 @@ def _parse(
             content_base=content_base,
             bases=bases,
         )
-    data = _feedparser(body, content_type)
+    data = _feedparser(body, content_type, markup)
     return _build(
         data,
         url=url,
@@ -293,7 +292,7 @@ def _fastfeedparser(body: bytes, extracted: dict[str, Any] | None = None) -> dic
     return result
 
 
-def _feedparser(body: bytes, content_type: str) -> dict[str, Any]:
+def _feedparser(body: bytes, content_type: str, markup: Markup | None = None) -> dict[str, Any]:
     # No content-location: feedparser would resolve ids against it too, so an Atom
     # id of "1" would become "https://host/1" here but stay "1" on the fast path.
     # Links are resolved against `url` by the normaliser instead.
@@ -306,12 +305,13 @@ def _feedparser(body: bytes, content_type: str) -> dict[str, Any]:
         # links in HTML bodies rewrites every body to resolve them against a base;
         # with none in the document there is none to resolve against (the normaliser
         # resolves them against `url`), so the bodies stay raw, as on the fast path
-        # (a third of the time of a small document).
+        # (a third of the time of a small document). With `markup` (`cdata.markup`),
+        # text in CDATA sections is no attribute.
         result: Any = feedparser.parse(
             io.BytesIO(body),
             response_headers=headers,
             sanitize_html=False,
-            resolve_relative_uris=_BASE_ATTRIBUTE.search(body) is not None,
+            resolve_relative_uris=base_attribute(body if markup is None else markup.joined),
         )
     except Exception as exc:
         raise FeedParseError("the document is not valid XML or JSON") from exc
@@ -388,18 +388,19 @@ def _build(
 def _content_base_fits(data: dict[str, Any]) -> bool:
     """Whether a uniform content base (`uniform_content_base`, no base on the root)
     applies as feedparser applies it: every id, link, author URI and Media RSS URL
-    of the entries absolute. feedparser keeps a content's base after the content
-    ends where no outer base restores it, so a relative URI after the first content
-    resolves against it, not against the feed's address."""
+    of the feed and its entries absolute. feedparser keeps a content's base after the
+    content ends where no outer base restores it, so a relative URI after the first
+    content (a later entry's, or the feed's own link after the entries) resolves
+    against it, not against the feed's address."""
     entries = data.get("entries")
     nodes = [_mapping(data.get("feed")), *(_mapping(e) for e in _list(entries))]
-    return _uris_absolute(nodes, entry_links=True)
+    return _uris_absolute(nodes, links=True)
 
 
-def _uris_absolute(nodes: list[Mapping[str, Any]], *, entry_links: bool) -> bool:
+def _uris_absolute(nodes: list[Mapping[str, Any]], *, links: bool) -> bool:
     """Whether the ids of the entries (`nodes[1:]`), the author URIs and Media RSS
-    URLs of the feed (`nodes[0]`) and the entries, and with `entry_links` the
-    entries' links, are all absolute (or empty)."""
+    URLs of the feed (`nodes[0]`) and the entries, and with `links` their links, are
+    all absolute (or empty)."""
     for index, node in enumerate(nodes):
         if index and _relative(node.get("id")):
             return False
@@ -413,7 +414,7 @@ def _uris_absolute(nodes: list[Mapping[str, Any]], *, entry_links: bool) -> bool
             for item in _list(node.get(key)):
                 if _relative(_mapping(item).get("url")):
                     return False
-        if entry_links and index:
+        if links:
             if _relative(node.get("link")):
                 return False
             for link in _list(node.get("links")):
@@ -440,7 +441,7 @@ def _bases_fit(data: dict[str, Any], bases: EntryBases) -> bool:
     if not isinstance(entries, list) or len(entries) != len(bases.content):
         return False
     nodes = [_mapping(data.get("feed")), *(_mapping(e) for e in entries)]
-    if not _uris_absolute(nodes, entry_links=False):
+    if not _uris_absolute(nodes, links=False):
         return False
     for entry, base in zip(nodes[1:], bases.content, strict=True):
         if base:
