@@ -49,18 +49,17 @@ _ORIGINAL_AMPERSAND_GATE = re.compile(
 )
 # "xhtml" inside a tag (a quoted value may hold ">"), the form `_xhtml_in_tags` replaces.
 _ORIGINAL_XHTML_IN_TAG = re.compile(rb"""<(?:[^<>"']|"[^"]*"|'[^']*')*(?:"[^"]*|'[^']*)?xhtml""")
-# A base attribute in any case (`fastpath._BASE_ATTRIBUTE` over lowercased bytes).
-_ORIGINAL_BASE = re.compile(rb"[\s:]base\s*=", re.IGNORECASE)
+# A base attribute in any case: "base" as a whole name, then "=" after a few bytes that
+# are no name, quote or tag; all but a lowercase " xml:base=".
+_ORIGINAL_BASE = re.compile(rb"(?<![\w.-])base[^=<>\"'\w]{0,8}=", re.IGNORECASE)
 
 
 def _original_other_base(body: bytes) -> bool:
-    """A base attribute anywhere but a lowercase `xml:base` (no name byte before it)."""
-    for match in _ORIGINAL_BASE.finditer(body):
-        start = match.start() - 3
-        exact = start >= 0 and body[start : start + 8] == b"xml:base"
-        if not exact or (start and re.match(rb"[\w.-]", body[start - 1 : start])):
-            return True
-    return False
+    return any(
+        not re.fullmatch(rb"[ \t\r\n]xml:", body[max(m.start() - 5, 0) : m.start()])
+        or not re.match(rb"base[ \t\r\n]*=", body[m.start() :])
+        for m in _ORIGINAL_BASE.finditer(body)
+    )
 
 
 _ORIGINAL_ATOM_AUTHOR = re.compile(
@@ -388,13 +387,15 @@ def _original_fast_path_shapes(
     else:
         decl = fp._XML_DECL_ENCODING.match(body[:1024])
         declared = fp._codec(decl.group(1).decode("ascii")) if decl else ""
+        if decl and not declared:
+            return None  # an encoding name Python does not know
     if declared == "bom":
         ok = not header or header.startswith("utf")
     elif declared:
         ok = header in ("", declared) and (
             declared != "utf-8" or well_formed or _original_is_utf8(body)
         )
-        if declared in ("iso8859-1", "cp1252") and not body.isascii():
+        if declared != "utf-8" and not body.isascii():
             ok = ok and not _original_is_utf8(body)
     else:
         ok = header in ("", "utf-8", "ascii") and (well_formed or _original_is_utf8(body))

@@ -25,8 +25,6 @@ _BOMS: Final = (codecs.BOM_UTF32_BE, codecs.BOM_UTF32_LE, _UTF8_BOM, b"\xfe\xff"
 _XML_DECL_ENCODING: Final = re.compile(
     rb"""^\s*<\?xml[^>]*?\bencoding\s*=\s*["']([A-Za-z0-9._:-]+)["']"""
 )
-# Declared encodings (as `_codec` names them) whose UTF-8 mislabelling feedparser repairs.
-_MISLABELLED_UTF8: Final = frozenset({"iso8859-1", "cp1252"})
 _CHARSET_PARAM: Final = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._:-]+)""", re.IGNORECASE)
 # Markup fastfeedparser reads wrongly, which sends a document to feedparser: inline
 # XHTML titles/summaries/bodies come out empty, Atom 0.3 base64/xml modes stay raw,
@@ -164,12 +162,15 @@ _AMPERSAND_GATE: Final = re.compile(
 # Plain strings whose last byte is common in XML (">", "l") are found faster by
 # sre's literal scan than by `bytes.__contains__`/`count`, which key on that byte.
 _XHTML: Final = re.compile(rb"xhtml")
-# A base attribute as feedparser reads one, in lowercased bytes: "base" after the ":" of
-# a prefix ("xml:", or one feedparser drops) or the white space before an attribute
-# (`_base_attributes` checks the byte before: a pattern starting with it loses sre's
-# literal scan, ten times slower).
-_BASE_ATTRIBUTE: Final = re.compile(rb"base\s*=")
-_BEFORE_BASE: Final = frozenset(b" \t\n\r\x0b\x0c:")
+# A base attribute as feedparser may read one, in lowercased bytes: "base" as a whole
+# name (`_base_attributes` checks that no name byte comes before it: a pattern starting
+# with that byte loses sre's literal scan, ten times slower), then "=" after a few
+# bytes that are no name, quote or tag (feedparser's loose parser reads Unicode space
+# and a "$" there, and the extractor lets them through).
+_BASE_ATTRIBUTE: Final = re.compile(rb"base[^=<>\"'\w]{0,8}=")
+# The `xml:base` that `uniform_content_base` and `entry_bases` read, from the space
+# before it: any other spelling is feedparser's to read.
+_EXACT_XML_BASE: Final = re.compile(rb"[ \t\r\n]xml:base[ \t\r\n]*=")
 # A tag from its "<" to its ">" (or as far as it goes), quoted values read whole: in a
 # well-formed document, "<" occurs in no value, and ">" only in a quoted one.
 _TAG_TO_END: Final = re.compile(rb"""<(?:[^<>"']++|"[^"]*+"|'[^']*+')*+""")
@@ -228,6 +229,8 @@ def fast_path_shapes(
     else:
         decl = _XML_DECL_ENCODING.match(body[:1024])
         declared = _codec(decl.group(1).decode("ascii")) if decl else ""
+        if decl and not declared:
+            return None  # a name Python does not know; lxml may (latin-9): its guess
     mislabelled = False  # whether UTF-8 bytes under this declaration go to feedparser
     if declared == "bom":
         ok = not header or header.startswith("utf")
@@ -236,10 +239,10 @@ def fast_path_shapes(
         # A declared UTF-8 that is not: feedparser's guess, as for undeclared bytes.
         ok = header in ("", declared)
         check_utf8 = declared == "utf-8"
-        # UTF-8 declared as Latin-1 or windows-1252 (old CMSs): feedparser reads each
-        # text that the declaration garbles as the UTF-8 it is; fastfeedparser
-        # believes the declaration ("CafÃ©").
-        mislabelled = declared in _MISLABELLED_UTF8
+        # UTF-8 declared as something else (Latin-1 or windows-1252 in old CMSs):
+        # feedparser reads each text that the declaration garbles as the UTF-8 it is
+        # where it can; fastfeedparser believes the declaration ("CafÃ©", or worse).
+        mislabelled = declared != "utf-8"
     else:
         ok = header in ("", "utf-8", "ascii")
         check_utf8 = True
@@ -429,15 +432,7 @@ def _other_base(text: bytes) -> bool:
     against it, fastfeedparser does not. Text that only looks like one ("a base = 1")
     counts too, so that the fast path takes no document feedparser would read with
     its link-resolving pass (`parse._feedparser`)."""
-    for at in _base_attributes(text):
-        name = at - 4  # where "xml" starts in "xml:base"
-        if not (
-            name >= 0
-            and text.startswith(b"xml:base", name)
-            and (name == 0 or text[name - 1] not in _PREFIX_BYTES)
-        ):
-            return True
-    return False
+    return any(at < 5 or not _EXACT_XML_BASE.match(text, at - 5) for at in _base_attributes(text))
 
 
 def _base_attributes(text: bytes) -> Iterator[int]:
@@ -448,7 +443,7 @@ def _base_attributes(text: bytes) -> Iterator[int]:
     lowered = text.lower()
     for match in _BASE_ATTRIBUTE.finditer(lowered):
         at = match.start()
-        if at and lowered[at - 1] in _BEFORE_BASE:
+        if not at or lowered[at - 1] not in _PREFIX_BYTES:
             yield at
 
 
@@ -778,14 +773,21 @@ _CONTENT_START: Final = re.compile(
 )
 
 
-def entry_bases(body: bytes, markup: Markup | None = None) -> EntryBases | None:
+def entry_bases(
+    body: bytes,
+    markup: Markup | None = None,
+    *,
+    root_required: bool = True,
+    starts: list[int] | None = None,
+) -> EntryBases | None:
     """Where the `xml:base`s of an Atom document apply, when there is one on its root
     element and at most one on each entry's <content>, each an absolute http(s) URL;
     else None (feedparser reads the document, resolving every base).
 
     The root's base is required: feedparser restores an outer base after an element
     only when there is one, so without it an entry's content base would carry over to
-    the entries after it. With `markup`, text in CDATA sections is left out.
+    the entries after it. With `markup`, text in CDATA sections is left out;
+    `starts` are the entries' starts where the caller has them (`TagShapes`).
     """
     places = _xml_base_places(body, markup)
     root = _ROOT_START.match(body, len(_UTF8_BOM) if body.startswith(_UTF8_BOM) else 0)
@@ -793,7 +795,8 @@ def entry_bases(body: bytes, markup: Markup | None = None) -> EntryBases | None:
         return None  # not Atom, or a root tag this does not read
     # Where the root's start tag begins: an "xml:base" before it is in the prolog.
     root_tag = body.rfind(b"<", 0, root.start(1))
-    starts = _entry_starts(body, markup=markup)
+    if starts is None:
+        starts = _entry_starts(body, markup=markup)
     bounds = [*starts, len(body)]
     root_base = ""
     content = [""] * len(starts)
@@ -818,7 +821,7 @@ def entry_bases(body: bytes, markup: Markup | None = None) -> EntryBases | None:
         if content[entry]:
             return None
         content[entry] = value
-    return EntryBases(root_base, content) if root_base else None
+    return EntryBases(root_base, content) if root_base or not root_required else None
 
 
 def _xml_base_places(body: bytes, markup: Markup | None) -> list[int]:

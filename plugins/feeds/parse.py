@@ -176,7 +176,7 @@ def _parse(
             data = None
         if data is not None and bases is not None and not _bases_fit(data, bases):
             data = None
-        if data is not None and content_base and not _content_base_fits(data):
+        if data is not None and content_base and not _content_base_fits(data, body, markup, starts):
             data = None
     if data is not None:
         html_titles = not is_atom or "html_title" in found
@@ -385,16 +385,30 @@ def _build(
     return ParsedFeed(title=title, link=link or absolute_http_url(url), posts=posts)
 
 
-def _content_base_fits(data: dict[str, Any]) -> bool:
+def _content_base_fits(
+    data: dict[str, Any], body: bytes, markup: Markup | None, starts: list[int] | None
+) -> bool:
     """Whether a uniform content base (`uniform_content_base`, no base on the root)
-    applies as feedparser applies it: every id, link, author URI and Media RSS URL
-    of the feed and its entries absolute. feedparser keeps a content's base after the
+    applies as feedparser applies it: on every entry's <content>, which gives the
+    entry its body (feedparser sets no base before the first one, and none on a
+    summary from a content's), and every id, link, author URI and Media RSS URL of
+    the feed and its entries absolute. feedparser keeps a content's base after the
     content ends where no outer base restores it, so a relative URI after the first
     content (a later entry's, or the feed's own link after the entries) resolves
-    against it, not against the feed's address."""
+    against it, not against the feed's address. `starts` are the entries' starts
+    where the gate recorded them."""
+    bases = entry_bases(body, markup, root_required=False, starts=starts)
     entries = data.get("entries")
-    nodes = [_mapping(data.get("feed")), *(_mapping(e) for e in _list(entries))]
-    return _uris_absolute(nodes, links=True)
+    if (
+        bases is None
+        or not isinstance(entries, list)
+        or len(entries) != len(bases.content)
+        or len(set(bases.content)) != 1
+        or not bases.content[0]
+    ):
+        return False
+    nodes = [_mapping(data.get("feed")), *(_mapping(e) for e in entries)]
+    return _uris_absolute(nodes, links=True) and _bodies_from_content(nodes[1:], bases.content)
 
 
 def _uris_absolute(nodes: list[Mapping[str, Any]], *, links: bool) -> bool:
@@ -441,13 +455,20 @@ def _bases_fit(data: dict[str, Any], bases: EntryBases) -> bool:
     if not isinstance(entries, list) or len(entries) != len(bases.content):
         return False
     nodes = [_mapping(data.get("feed")), *(_mapping(e) for e in entries)]
-    if not _uris_absolute(nodes, links=False):
-        return False
-    for entry, base in zip(nodes[1:], bases.content, strict=True):
+    return _uris_absolute(nodes, links=False) and _bodies_from_content(nodes[1:], bases.content)
+
+
+def _bodies_from_content(entries: list[Mapping[str, Any]], bases: list[str]) -> bool:
+    """Whether each entry with a content base takes its body from a <content> (the one
+    the base is on: `entry_bases` allows one per entry); a summary resolves against
+    another base in feedparser."""
+    for entry, base in zip(entries, bases, strict=True):
         if base:
             body, _ = _entry_body(entry)
-            contents = (_mapping(item).get("value") for item in _list(entry.get("content")))
-            if not any(value is body for value in contents):
+            for item in _list(entry.get("content")):
+                if _mapping(item).get("value") is body:
+                    break
+            else:
                 return False
     return True
 
