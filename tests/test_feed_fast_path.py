@@ -209,6 +209,9 @@ def test_utf8_declared_as_another_encoding_reads_as_feedparser_repairs_it(
     [
         ("Cr\u00c3\u00a8me br\u00c3\u00bbl\u00c3\u00a9e", "Crème brûlée"),
         ("\u00c2\u00ab hi \u00c2\u00bb", "« hi »"),
+        ("Caf&#195;&#169;", "Café"),  # written with references, which XML decodes first
+        ("Caf&#xC3;&#xA9;", "Café"),
+        ("Caf\u00c3&#169;", "Café"),
     ],
 )
 def test_text_encoded_twice_reads_as_feedparser_repairs_it(

@@ -62,6 +62,20 @@ def _original_other_base(body: bytes) -> bool:
     )
 
 
+# Text encoded twice, written with character references (a leading letter's reference or
+# bytes, then a continuing letter's reference, or a leading reference then bytes).
+_LEAD_REF = rb"(?:&#(?:19[4-9]|2[0-3]\d|24[0-4]);|&#x0*(?:c[2-9a-f]|[de][0-9a-f]|f[0-4]);)"
+_CONT_REF = rb"(?:&#(?:12[89]|1[3-8]\d|19[01]);|&#x0*[89ab][0-9a-f];)"
+_ORIGINAL_DOUBLE_REFERENCE = re.compile(
+    rb"(?:"
+    + _LEAD_REF
+    + rb"|\xc3[\x82-\xb4])"
+    + _CONT_REF
+    + rb"|"
+    + _LEAD_REF
+    + rb"\xc2[\x80-\xbf]",
+    re.IGNORECASE,
+)
 _ORIGINAL_ATOM_AUTHOR = re.compile(
     rb"<(?:[\w.-]+:)?author\b[^>]*>(.*?)</(?:[\w.-]+:)?author\s*>", re.DOTALL
 )
@@ -416,6 +430,7 @@ def _original_fast_path_shapes(
         or (b"&" in body and _ORIGINAL_AMPERSAND_GATE.search(body))
         or fp._C1_UTF8.search(body)
         or (declared != "bom" and re.search(rb"\xc3[\x82-\xb4]\xc2[\x80-\xbf]", body))
+        or _ORIGINAL_DOUBLE_REFERENCE.search(body)
     ):
         return None
     shapes = _original_scan_forms(body)[0]
@@ -505,6 +520,12 @@ def test_fast_path_shapes_decides_as_before_on_random_markup() -> None:
         b" base='http://a/'",
         b"<c BASE='x'>",
         b"<c x:base='y' xml:Base='z'>",
+        b"&#195;",
+        b"&#xC3;",
+        b"&#169;",
+        b"&#xa9;",
+        b"\xc3\x83",
+        b"\xc2\xa9",
         b"fooxml:base='q'",
         b"\xd0\xb0",
         b"\xd0",
@@ -530,6 +551,9 @@ def test_fast_path_shapes_decides_as_before_on_random_markup() -> None:
 # Tokens around and inside CDATA sections: sections holding gate shapes, openers in
 # comments and instructions, and every shape outside a section too.
 CDATA_TOKENS = [
+    b"<![CDATA[&#195;&#169;]]>",
+    b"&#195;",
+    b"&#169;",
     b"<![CDATA[",
     b"]]>",
     b"<![CDATA[<body>xhtml & mode='xml' <uri>u</uri> <entry>]]>",

@@ -275,6 +275,7 @@ def fast_path_shapes(
         or (b"&" in tagged and _AMPERSAND_GATE.search(tagged))
         or _has_c1_utf8(body)
         or (declared != "bom" and _double_encoded(body))
+        or _double_encoded_references(tagged)
     ):
         return None
     if check_utf8 and not well_formed and not _is_utf8(body):
@@ -954,6 +955,27 @@ def _double_encoded(body: bytes) -> bool:
             return True
         pos = body.find(b"\xc2", pos + 1)
     return pos >= 0 and _DOUBLE_UTF8.search(body, max(pos - 2, 0)) is not None
+
+
+# The same written with character references, which XML decodes before feedparser
+# repairs the text (outside CDATA sections: there they stay text): a reference to a
+# leading letter, then one to a continuing one or its UTF-8 bytes; or those bytes of
+# a leading letter, then a reference to a continuing one.
+_CONTINUING_REFERENCE: Final = rb"&#(?:12[89]|1[3-8][0-9]|19[01]|[xX]0*[89aAbB][0-9a-fA-F]);"
+_DOUBLE_REFERENCE: Final = re.compile(
+    rb"&#(?:19[4-9]|2[0-3][0-9]|24[0-4]|[xX]0*(?:[cC][2-9a-fA-F]|[dDeE][0-9a-fA-F]|[fF][0-4]));"
+    rb"(?:" + _CONTINUING_REFERENCE + rb"|\xc2[\x80-\xbf])"
+)
+_DOUBLE_BYTES_REFERENCE: Final = re.compile(rb"\xc3[\x82-\xb4]" + _CONTINUING_REFERENCE)
+
+
+def _double_encoded_references(tagged: bytes) -> bool:
+    """`_DOUBLE_UTF8` written with character references (`_DOUBLE_REFERENCE`), in the
+    markup: "Caf&#195;&#169;" is "CafÃ©" to fastfeedparser, "Café" to feedparser."""
+    return b"&#" in tagged and (
+        _DOUBLE_REFERENCE.search(tagged) is not None
+        or _DOUBLE_BYTES_REFERENCE.search(tagged) is not None
+    )
 
 
 def _is_utf8(body: bytes) -> bool:
