@@ -187,7 +187,7 @@ def test_combined_gates_match_where_a_part_would(body: bytes) -> None:
     combined = bool(
         feeds_fastpath._TAG_GATE.search(body)
         or (b"&" in body and feeds_fastpath._AMPERSAND_GATE.search(body))
-        or feeds_fastpath._has_c1_utf8(body)
+        or feeds_fastpath._c2_shapes(body, double=False)
     )
     assert combined == _original_tag_and_amp_gates(body)
 
@@ -200,7 +200,7 @@ def test_combined_gates_agree_over_the_corpus() -> None:
         combined = bool(
             feeds_fastpath._TAG_GATE.search(body)
             or (b"&" in body and feeds_fastpath._AMPERSAND_GATE.search(body))
-            or feeds_fastpath._has_c1_utf8(body)
+            or feeds_fastpath._c2_shapes(body, double=False)
         )
         assert combined == _original_tag_and_amp_gates(body), path
         modes = [m.span() for m in feeds_fastpath._word_matches(feeds_fastpath._ATOM03_MODE, body)]
@@ -637,7 +637,7 @@ COUNT_TOKENS = [
 def test_memchr_counts_equal_a_scan(
     monkeypatch: pytest.MonkeyPatch, base: int, shift: int, c1_probes: int
 ) -> None:
-    """`_count` and `_has_c1_utf8` with their budgets as shipped, spent at once, and
+    """`_count` and `_c2_shapes` with their budgets as shipped, spent at once, and
     spent part way (so the hand-over to `count`/sre is exercised)."""
     monkeypatch.setattr(feeds_fastpath, "_PROBES_BASE", base)
     monkeypatch.setattr(feeds_fastpath, "_PROBES_SHIFT", shift)
@@ -654,9 +654,9 @@ def test_memchr_counts_equal_a_scan(
         opens = body.count(b"<![CDATA[")
         assert feeds_fastpath._count(body, b"<![CDATA[", 1) == opens, body
         c1 = feeds_fastpath._C1_UTF8.search(body) is not None
-        assert feeds_fastpath._has_c1_utf8(body) == c1, body
+        assert feeds_fastpath._c2_shapes(body, double=False) == c1, body
         double = feeds_fastpath._DOUBLE_UTF8.search(body) is not None
-        assert feeds_fastpath._double_encoded(body) == double, body
+        assert feeds_fastpath._c2_shapes(body, double=True) == (c1 or double), body
 
 
 AMPERSAND_CASES = [

@@ -20,14 +20,14 @@ from typing import Final
 
 _OPEN: Final = b"<![CDATA["
 _CLOSE: Final = b"]]>"
+# How a document starts when fastfeedparser reads it from its first byte (its
+# `_clean_feed_bytes`: white space, a UTF-8 BOM, then the declaration or root).
+_DOCUMENT_START: Final = re.compile(rb"\s*+(?:\xef\xbb\xbf)?(?i:<\?xml|<rss|<feed|<rdf)")
 # What the walk over the markup stops at: a CDATA section's opener, and where
 # "<![CDATA[" would be no opener: a comment or processing instruction (their text is
 # skipped, not searched), or a DOCTYPE (a literal in its internal subset may hold
 # one; such documents are not mapped). Only markup is walked, so sre's stops at "<"
 # are the tags' and not the HTML's inside the sections.
-# How a document starts when fastfeedparser reads it from its first byte (its
-# `_clean_feed_bytes`: white space, a UTF-8 BOM, then the declaration or root).
-_DOCUMENT_START: Final = re.compile(rb"\s*+(?:\xef\xbb\xbf)?(?i:<\?xml|<rss|<feed|<rdf)")
 _CONSTRUCT: Final = re.compile(rb"<(?:!\[CDATA\[|!--|\?|!DOCTYPE)")
 
 
@@ -135,7 +135,7 @@ def _has_opener(body: bytes) -> bool:
     """`_OPEN in body`, found from the "["s (memchr; `in` walks the bytes, about 80 us
     at 157 KB without one). Past a few "["s that open nothing, `in` does the rest."""
     at = body.find(b"[")
-    for _ in range(_CLOSE_PROBES):
+    for _ in range(_PROBES):
         if at < 0:
             return False
         if at >= 2 and body.startswith(_OPEN, at - 2):
@@ -144,17 +144,17 @@ def _has_opener(body: bytes) -> bool:
     return at >= 0 and _OPEN in body
 
 
-# "]" is rare in XML and HTML, so memchr finds the few candidates of a "]]>" faster
-# than `find` walks the bytes for the whole needle (it keys on ">", in every tag:
-# about 0.5 ns a byte). After this many candidates that are not one, `find` does the
-# rest.
-_CLOSE_PROBES: Final = 16
+# "[" and "]" are rare in XML and HTML, so memchr finds the few candidates of an
+# opener or a "]]>" faster than `find` walks the bytes for the whole needle (it keys
+# on its last byte, ">" in every tag: about 0.5 ns a byte). After this many
+# candidates that are not one, `find` does the rest.
+_PROBES: Final = 16
 
 
 def _find_close(body: bytes, pos: int) -> int:
     """`body.find(b"]]>", pos)`, found from the "]"s."""
     at = body.find(b"]", pos)
-    for _ in range(_CLOSE_PROBES):
+    for _ in range(_PROBES):
         if at < 0 or body.startswith(_CLOSE, at):
             return at
         at = body.find(b"]", at + 1)

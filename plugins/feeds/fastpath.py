@@ -273,8 +273,7 @@ def fast_path_shapes(
     if (
         next(_word_matches(_ATOM03_MODE, tagged), None) is not None
         or (b"&" in tagged and _AMPERSAND_GATE.search(tagged))
-        or _has_c1_utf8(body)
-        or (declared != "bom" and _double_encoded(body))
+        or _c2_shapes(body, double=declared != "bom")
         or _double_encoded_references(tagged)
     ):
         return None
@@ -424,7 +423,7 @@ def base_attribute(text: bytes) -> bool:
     """Whether `text` (a document, or `Markup.joined`) may set a base for relative links
     the way feedparser reads one: an `xml:base` or plain `base` attribute, in any case
     (feedparser lowercases attribute names and drops unknown prefixes)."""
-    return any(True for _ in _base_attributes(text))
+    return next(_base_attributes(text), None) is not None
 
 
 def _other_base(text: bytes) -> bool:
@@ -774,21 +773,17 @@ _CONTENT_START: Final = re.compile(
 )
 
 
-def entry_bases(
-    body: bytes,
-    markup: Markup | None = None,
-    *,
-    root_required: bool = True,
-    starts: list[int] | None = None,
-) -> EntryBases | None:
-    """Where the `xml:base`s of an Atom document apply, when there is one on its root
-    element and at most one on each entry's <content>, each an absolute http(s) URL;
-    else None (feedparser reads the document, resolving every base).
+def entry_bases(body: bytes, markup: Markup | None = None) -> EntryBases | None:
+    """Where the `xml:base`s of an Atom document apply, in the two shapes the fast path
+    reads: one on the root element and at most one on each entry's <content>, or none
+    on the root and the same one on every entry's <content>; each an absolute http(s)
+    URL. Else None (feedparser reads the document, resolving every base).
 
-    The root's base is required: feedparser restores an outer base after an element
-    only when there is one, so without it an entry's content base would carry over to
-    the entries after it. With `markup`, text in CDATA sections is left out;
-    `starts` are the entries' starts where the caller has them (`TagShapes`).
+    feedparser restores an outer base after an element only when there is one, so
+    without one on the root an entry's content base carries over to what follows
+    (the next entry, the feed's own link after the entries): that base must be on
+    every entry, and `parse._bases_fit` checks that nothing after it is relative.
+    With `markup`, text in CDATA sections is left out.
     """
     places = _xml_base_places(body, markup)
     root = _ROOT_START.match(body, len(_UTF8_BOM) if body.startswith(_UTF8_BOM) else 0)
@@ -796,8 +791,7 @@ def entry_bases(
         return None  # not Atom, or a root tag this does not read
     # Where the root's start tag begins: an "xml:base" before it is in the prolog.
     root_tag = body.rfind(b"<", 0, root.start(1))
-    if starts is None:
-        starts = _entry_starts(body, markup=markup)
+    starts = _entry_starts(body, markup=markup)
     bounds = [*starts, len(body)]
     root_base = ""
     content = [""] * len(starts)
@@ -822,7 +816,9 @@ def entry_bases(
         if content[entry]:
             return None
         content[entry] = value
-    return EntryBases(root_base, content) if root_base or not root_required else None
+    if root_base or (len(set(content)) == 1 and content[0]):
+        return EntryBases(root_base, content)
+    return None
 
 
 def _xml_base_places(body: bytes, markup: Markup | None) -> list[int]:
@@ -908,28 +904,9 @@ def _count(body: bytes, needle: bytes, key: int) -> int:
 _PROBES_BASE: Final = 8
 _PROBES_SHIFT: Final = 10
 
-# How many 0xC2 bytes `_has_c1_utf8` tries one by one before it lets sre scan the
+# How many 0xC2 bytes `_c2_shapes` tries one by one before it lets sre scan the
 # rest (a body of Latin-1 punctuation, « » or no-break spaces, has many).
 _C1_PROBES: Final = 16
-
-
-def _has_c1_utf8(body: bytes) -> bool:
-    """`_C1_UTF8.search(body) is not None`, found with `bytes.find` (memchr).
-
-    sre scans for its one-byte prefix byte by byte, about ten times slower than
-    memchr on a large document; most documents hold a few 0xC2 bytes or none.
-    """
-    end = len(body) - 1
-    pos = body.find(b"\xc2")
-    for _ in range(_C1_PROBES):
-        if pos < 0:
-            return False
-        if pos < end and 0x80 <= body[pos + 1] <= 0x9F:
-            return True
-        pos = body.find(b"\xc2", pos + 1)
-    return pos >= 0 and _C1_UTF8.search(body, pos) is not None
-
-
 # UTF-8 read as Latin-1 and written out again as UTF-8 ("Crème" as "CrÃ¨me"): a
 # Latin-1 letter that leads a UTF-8 sequence (U+00C2-U+00F4), then one that continues
 # it (U+0080-U+00BF). feedparser repairs each text made of such Latin-1 characters
@@ -937,24 +914,36 @@ def _has_c1_utf8(body: bytes) -> bool:
 _DOUBLE_UTF8: Final = re.compile(rb"\xc3[\x82-\xb4]\xc2[\x80-\xbf]")
 
 
-def _double_encoded(body: bytes) -> bool:
-    """`_DOUBLE_UTF8.search(body) is not None`, found from the 0xC2 bytes (memchr), as
-    `_has_c1_utf8` finds its own."""
+def _c2_shapes(body: bytes, *, double: bool) -> bool:
+    """Whether `_C1_UTF8` or, with `double`, `_DOUBLE_UTF8` matches: both hold a 0xC2
+    byte, so one walk over those (memchr) finds either.
+
+    sre scans for a one-byte prefix byte by byte, about ten times slower than memchr
+    on a large document; most documents hold a few 0xC2 bytes or none.
+    """
     end = len(body) - 1
     pos = body.find(b"\xc2")
     for _ in range(_C1_PROBES):
         if pos < 0:
             return False
-        if (
-            pos >= 2
-            and pos < end
-            and body[pos - 2] == 0xC3
-            and 0x82 <= body[pos - 1] <= 0xB4
-            and 0x80 <= body[pos + 1] <= 0xBF
-        ):
-            return True
+        if pos < end:
+            after = body[pos + 1]
+            if 0x80 <= after <= 0x9F:
+                return True
+            if (
+                double
+                and pos >= 2
+                and 0xA0 <= after <= 0xBF
+                and body[pos - 2] == 0xC3
+                and 0x82 <= body[pos - 1] <= 0xB4
+            ):
+                return True
         pos = body.find(b"\xc2", pos + 1)
-    return pos >= 0 and _DOUBLE_UTF8.search(body, max(pos - 2, 0)) is not None
+    if pos < 0:
+        return False
+    return _C1_UTF8.search(body, pos) is not None or (
+        double and _DOUBLE_UTF8.search(body, max(pos - 2, 0)) is not None
+    )
 
 
 # The same written with character references, which XML decodes before feedparser

@@ -28,6 +28,7 @@ import msgspec
 from bot.html import absolute_http_url, clip_text, html_to_text, plain_text
 from bot.known import KnownPosts, placeholder
 from bot.model import Author, Media, Post
+from plugins.feeds import native
 from plugins.feeds.cdata import Markup
 from plugins.feeds.cdata import markup as cdata_markup
 from plugins.feeds.fastpath import (
@@ -39,7 +40,6 @@ from plugins.feeds.fastpath import (
     entry_bases,
     fast_path_shapes,
     media_rss_fields,
-    uniform_content_base,
 )
 
 __all__ = ["FeedParseError", "ParsedFeed", "parse_feed"]
@@ -145,9 +145,8 @@ def _parse(
     extracted = _extracted(body)
     markup = cdata_markup(body) if extracted is not None else None
     has_base = b"xml:base" in (body if markup is None else markup.joined)
-    content_base = uniform_content_base(body, markup) if has_base else ""
-    # Else the other shape read here: a base on the root, one per entry's content.
-    bases = entry_bases(body, markup) if has_base and not content_base else None
+    # The xml:base shapes read here: on the root and entries' contents, or on each one.
+    bases = entry_bases(body, markup) if has_base else None
     # fastfeedparser reports no title type, so decide it for the whole document.
     is_atom = False
     media: list[dict[str, Any]] | None = None
@@ -155,7 +154,7 @@ def _parse(
     shapes = fast_path_shapes(
         body,
         content_type,
-        base_ok=not has_base or bool(content_base) or bases is not None,
+        base_ok=not has_base or bases is not None,
         entries=True,
         well_formed=extracted is not None,
         markup=markup,
@@ -176,8 +175,6 @@ def _parse(
             data = None
         if data is not None and bases is not None and not _bases_fit(data, bases):
             data = None
-        if data is not None and content_base and not _content_base_fits(data, body, markup, starts):
-            data = None
     if data is not None:
         html_titles = not is_atom or "html_title" in found
         return _build(
@@ -188,7 +185,6 @@ def _parse(
             html_titles=html_titles,
             id_host=id_host,
             known=known,
-            content_base=content_base,
             bases=bases,
         )
     data = _feedparser(body, content_type, markup)
@@ -259,8 +255,6 @@ def _first_element_name(doc: bytes) -> bytes:
 
 def _extracted(body: bytes) -> dict[str, Any] | None:
     """What fastfeedparser's native route read (`plugins.feeds.native`), or None."""
-    from plugins.feeds import native
-
     try:
         return native.parse(body)
     except Exception as exc:  # the public route or feedparser will say what is wrong
@@ -342,14 +336,13 @@ def _build(
     html_titles: bool,
     id_host: str = "",
     known: KnownPosts | None = None,
-    content_base: str = "",
     bases: EntryBases | None = None,
 ) -> ParsedFeed:
     """Posts from either parser's result; `fast` says which one produced `data`.
 
-    `content_base` is the `xml:base` of every entry's content, or `bases` those of the
-    root and of each entry's content (fastfeedparser ignores them): relative URLs
-    resolve against the root's, and those in an entry's body against its content's.
+    `bases` are the `xml:base`s of the root and of each entry's content
+    (fastfeedparser ignores them): relative URLs resolve against the root's, and
+    those in an entry's body against its content's.
     """
     # The document's address still names the feed (its host is the default author).
     resolve = bases.root if bases is not None and bases.root else url
@@ -360,6 +353,7 @@ def _build(
     default_author = feed_author or Author(name=title or _host(url) or "feed")
     posts: list[Post] = []
     seen: set[str] = set()
+    content_base = ""
     for index, raw in enumerate(_list(dict.get(data, "entries"))):
         entry = _mapping(raw)
         if bases is not None:
@@ -383,32 +377,6 @@ def _build(
             seen.add(post.native_id)
             posts.append(post)
     return ParsedFeed(title=title, link=link or absolute_http_url(url), posts=posts)
-
-
-def _content_base_fits(
-    data: dict[str, Any], body: bytes, markup: Markup | None, starts: list[int] | None
-) -> bool:
-    """Whether a uniform content base (`uniform_content_base`, no base on the root)
-    applies as feedparser applies it: on every entry's <content>, which gives the
-    entry its body (feedparser sets no base before the first one, and none on a
-    summary from a content's), and every id, link, author URI and Media RSS URL of
-    the feed and its entries absolute. feedparser keeps a content's base after the
-    content ends where no outer base restores it, so a relative URI after the first
-    content (a later entry's, or the feed's own link after the entries) resolves
-    against it, not against the feed's address. `starts` are the entries' starts
-    where the gate recorded them."""
-    bases = entry_bases(body, markup, root_required=False, starts=starts)
-    entries = data.get("entries")
-    if (
-        bases is None
-        or not isinstance(entries, list)
-        or len(entries) != len(bases.content)
-        or len(set(bases.content)) != 1
-        or not bases.content[0]
-    ):
-        return False
-    nodes = [_mapping(data.get("feed")), *(_mapping(e) for e in entries)]
-    return _uris_absolute(nodes, links=True) and _bodies_from_content(nodes[1:], bases.content)
 
 
 def _uris_absolute(nodes: list[Mapping[str, Any]], *, links: bool) -> bool:
@@ -449,20 +417,17 @@ def _relative(value: object) -> bool:
 def _bases_fit(data: dict[str, Any], bases: EntryBases) -> bool:
     """Whether `bases` apply to fastfeedparser's entries as feedparser applies them: one
     per entry; every id and author URI absolute (feedparser resolves them against the
-    root's base) and every Media RSS URL too (it does not); and an entry with a content
-    base takes its body from that content (a summary resolves against the root's)."""
+    root's base) and every Media RSS URL too (it does not); without a base on the
+    root, every link too (feedparser resolves one after a content against that
+    content's base); and an entry with a content base takes its body from that
+    content (a summary resolves against another)."""
     entries = data.get("entries")
     if not isinstance(entries, list) or len(entries) != len(bases.content):
         return False
     nodes = [_mapping(data.get("feed")), *(_mapping(e) for e in entries)]
-    return _uris_absolute(nodes, links=False) and _bodies_from_content(nodes[1:], bases.content)
-
-
-def _bodies_from_content(entries: list[Mapping[str, Any]], bases: list[str]) -> bool:
-    """Whether each entry with a content base takes its body from a <content> (the one
-    the base is on: `entry_bases` allows one per entry); a summary resolves against
-    another base in feedparser."""
-    for entry, base in zip(entries, bases, strict=True):
+    if not _uris_absolute(nodes, links=not bases.root):
+        return False
+    for entry, base in zip(nodes[1:], bases.content, strict=True):
         if base:
             body, _ = _entry_body(entry)
             for item in _list(entry.get("content")):
